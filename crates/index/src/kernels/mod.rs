@@ -1,0 +1,258 @@
+//! Hamming distance kernels with runtime CPU dispatch.
+//!
+//! One portable body, [`distances_body`], is compiled several times with different target
+//! features (POPCNT; AVX2; AVX-512 VPOPCNTDQ; NEON on ARM). LLVM turns the `count_ones` loop into
+//! `popcnt`, a `vpshufb` nibble-lookup popcount, `vpopcntq` or `cnt` respectively. The kernel is
+//! chosen once per process by [`Kernel::detect`], and can be forced for testing and benchmarks.
+//!
+//! Widths of 256, 512, 1024 and 2048 bits have fully unrolled instances (const `W` = words of
+//! 64 bits); other multiples of 64 use the dynamic-width body.
+
+/// The instruction-set level a kernel was compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// Plain Rust, no special instructions (software popcount).
+    Scalar,
+    /// x86-64 POPCNT.
+    Popcnt,
+    /// x86-64 AVX2 (vectorised popcount by nibble lookup).
+    Avx2,
+    /// x86-64 AVX-512F + VPOPCNTDQ.
+    Avx512,
+    /// AArch64 NEON `cnt`.
+    Neon,
+}
+
+impl Kernel {
+    /// The best kernel this CPU supports.
+    pub fn detect() -> Kernel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
+                return Kernel::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("popcnt")
+            {
+                return Kernel::Avx2;
+            }
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                return Kernel::Popcnt;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                return Kernel::Neon;
+            }
+        }
+        Kernel::Scalar
+    }
+
+    /// Every kernel this CPU can run, for tests and benchmarks.
+    pub fn available() -> Vec<Kernel> {
+        let mut out = vec![Kernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("popcnt") {
+                out.push(Kernel::Popcnt);
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("popcnt")
+            {
+                out.push(Kernel::Avx2);
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512vpopcntdq")
+            {
+                out.push(Kernel::Avx512);
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            if std::arch::is_aarch64_feature_detected!("neon") {
+                out.push(Kernel::Neon);
+            }
+        }
+        out
+    }
+
+    /// Parses a kernel name as printed by `Debug` in lower case (`scalar`, `popcnt`, `avx2`,
+    /// `avx512`, `neon`); `None` when unknown or not supported by this CPU.
+    pub fn from_name(name: &str) -> Option<Kernel> {
+        Kernel::available()
+            .into_iter()
+            .find(|k| format!("{k:?}").eq_ignore_ascii_case(name))
+    }
+
+    /// Hamming distances from `query` to every code in `codes` (each `query.len()` words), written
+    /// to `out` (one entry per code).
+    ///
+    /// # Panics
+    /// If `codes.len()` is not `out.len() * query.len()` (a caller bug).
+    pub fn distances(self, query: &[u64], codes: &[u64], out: &mut [u32]) {
+        let words = query.len();
+        assert_eq!(codes.len(), out.len() * words, "codes and output lengths");
+        match words {
+            4 => self.dispatch::<4>(query, codes, out),
+            8 => self.dispatch::<8>(query, codes, out),
+            16 => self.dispatch::<16>(query, codes, out),
+            32 => self.dispatch::<32>(query, codes, out),
+            _ => self.dispatch::<0>(query, codes, out),
+        }
+    }
+
+    #[inline]
+    fn dispatch<const W: usize>(self, query: &[u64], codes: &[u64], out: &mut [u32]) {
+        match self {
+            Kernel::Scalar => scalar::distances::<W>(query, codes, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::available`/`detect` only hand out these variants when the CPU
+            // reports the features, and `from_name` filters through `available`.
+            Kernel::Popcnt => unsafe { x86::distances_popcnt::<W>(query, codes, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx2 => unsafe { x86::distances_avx2::<W>(query, codes, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx512 => unsafe { x86::distances_avx512::<W>(query, codes, out) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: as above.
+            Kernel::Neon => unsafe { arm::distances_neon::<W>(query, codes, out) },
+            #[allow(unreachable_patterns)]
+            _ => scalar::distances::<W>(query, codes, out),
+        }
+    }
+}
+
+/// Hamming distance of two codes of equal length, portable (for tests and small work).
+pub fn hamming(a: &[u64], b: &[u64]) -> u32 {
+    a.iter().zip(b).map(|(x, y)| (x ^ y).count_ones()).sum()
+}
+
+/// The portable kernel body; `W = 0` means "width taken from the query at run time".
+#[inline(always)]
+fn distances_body<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32]) {
+    if W == 0 {
+        let words = query.len();
+        for (code, o) in codes.chunks_exact(words).zip(out.iter_mut()) {
+            *o = hamming(query, code);
+        }
+    } else {
+        let q: &[u64; W] = query.try_into().expect("query width equals W");
+        for (code, o) in codes.chunks_exact(W).zip(out.iter_mut()) {
+            let code: &[u64; W] = code.try_into().expect("chunk width equals W");
+            let mut d = 0u32;
+            for w in 0..W {
+                d += (q[w] ^ code[w]).count_ones();
+            }
+            *o = d;
+        }
+    }
+}
+
+mod scalar {
+    pub(super) fn distances<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32]) {
+        super::distances_body::<W>(query, codes, out)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    /// # Safety
+    /// The CPU must support POPCNT.
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn distances_popcnt<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        out: &mut [u32],
+    ) {
+        super::distances_body::<W>(query, codes, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and POPCNT.
+    #[target_feature(enable = "avx2,popcnt")]
+    pub(super) unsafe fn distances_avx2<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        out: &mut [u32],
+    ) {
+        super::distances_body::<W>(query, codes, out)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512 VPOPCNTDQ.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) unsafe fn distances_avx512<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        out: &mut [u32],
+    ) {
+        super::distances_body::<W>(query, codes, out)
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    /// # Safety
+    /// The CPU must support NEON.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn distances_neon<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        out: &mut [u32],
+    ) {
+        super::distances_body::<W>(query, codes, out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn naive(a: &[u64], b: &[u64]) -> u32 {
+        let mut d = 0;
+        for (x, y) in a.iter().zip(b) {
+            for bit in 0..64 {
+                if (x >> bit) & 1 != (y >> bit) & 1 {
+                    d += 1;
+                }
+            }
+        }
+        d
+    }
+
+    proptest! {
+        #[test]
+        fn every_kernel_matches_bit_by_bit_reference(
+            words in prop::sample::select(vec![1usize, 3, 4, 8, 16, 32]),
+            seed_codes in proptest::collection::vec(any::<u64>(), 32 * 40),
+            n in 0usize..40,
+        ) {
+            let query = &seed_codes[..words];
+            let codes = &seed_codes[words..words + n * words];
+            let expected: Vec<u32> = codes.chunks_exact(words).map(|c| naive(query, c)).collect();
+            for kernel in Kernel::available() {
+                let mut out = vec![0u32; n];
+                kernel.distances(query, codes, &mut out);
+                prop_assert_eq!(&out, &expected, "kernel {:?}", kernel);
+            }
+        }
+    }
+
+    #[test]
+    fn extremes() {
+        let a = [u64::MAX; 4];
+        let b = [0u64; 4];
+        for kernel in Kernel::available() {
+            let mut out = [0u32; 2];
+            let codes: Vec<u64> = a.iter().chain(b.iter()).copied().collect();
+            kernel.distances(&b, &codes, &mut out);
+            assert_eq!(out, [256, 0], "{kernel:?}");
+        }
+    }
+}
