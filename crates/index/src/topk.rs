@@ -30,6 +30,9 @@ impl TopK {
     /// The worst hit kept, once `k` are kept: anything not smaller cannot enter.
     #[inline]
     pub fn bound(&self) -> Hit {
+        if self.k == 0 {
+            return Hit { distance: 0, id: 0 };
+        }
         if self.heap.len() < self.k {
             Hit {
                 distance: u32::MAX,
