@@ -1,0 +1,198 @@
+//! Integration tests of the index directory: lifecycle, bad files and a kill-at-random crash test.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use unisight_index::{Error, FloatKind, Index, IndexConfig, NewItem, Rerank, ScanOptions};
+
+fn code_for(i: u64) -> [u8; 32] {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i);
+    rng.gen()
+}
+
+fn floats_for(i: u64) -> Vec<f32> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i ^ 0xabc);
+    (0..8).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+fn add_range(index: &mut Index, range: std::ops::Range<u64>) -> Vec<u64> {
+    let keys: Vec<String> = range.clone().map(|i| format!("item-{i}")).collect();
+    let codes: Vec<[u8; 32]> = range.clone().map(code_for).collect();
+    let floats: Vec<Vec<f32>> = range.clone().map(floats_for).collect();
+    let items: Vec<NewItem> = (0..keys.len())
+        .map(|j| NewItem { key: &keys[j], path: "p.jpg", code: &codes[j], floats: Some(&floats[j]) })
+        .collect();
+    index.add(&items).unwrap()
+}
+
+#[test]
+fn add_remove_compact_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig { bits: 256, floats: Some((8, FloatKind::F32)) };
+    let mut index = Index::create(dir.path(), config).unwrap();
+    let a = add_range(&mut index, 0..50);
+    let b = add_range(&mut index, 50..80);
+    assert_eq!(index.len(), 80);
+    // self-search finds itself at distance 0
+    let hits = index.search(&code_for(60), 3, &ScanOptions::default()).unwrap();
+    assert_eq!((hits[0][0].id, hits[0][0].distance), (b[10], 0));
+    assert_eq!(index.remove(&[a[3], b[10]]).unwrap(), 2);
+    assert!(matches!(index.remove(&[a[3]]), Err(Error::UnknownItem(_))));
+    let hits = index.search(&code_for(60), 80, &ScanOptions::default()).unwrap();
+    assert_eq!(hits[0].len(), 78);
+    assert!(hits[0].iter().all(|h| h.id != b[10]));
+    // duplicate keys are refused and nothing is written
+    let gen = index.stats().generation;
+    let dup = [NewItem { key: "item-1", path: "", code: &[0; 32], floats: Some(&[0.0; 8]) }];
+    assert!(index.add(&dup).is_err());
+    assert_eq!(index.stats().generation, gen);
+    drop(index);
+
+    let mut index = Index::open_writable(dir.path()).unwrap();
+    assert_eq!(index.len(), 78);
+    assert_eq!(index.id_of_key("item-4").unwrap(), Some(a[4]));
+    assert_eq!(index.id_of_key("item-3").unwrap(), None);
+    index.compact().unwrap();
+    assert_eq!(index.stats().segments, 1);
+    assert_eq!(index.stats().deleted, 0);
+    drop(index);
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(files.len(), 3, "{files:?}"); // LOCK, MANIFEST.json, one segment
+    let index = Index::open(dir.path()).unwrap();
+    assert_eq!(index.len(), 78);
+    assert_eq!(index.code(a[5]).unwrap(), &code_for(5));
+    assert_eq!(index.floats(a[5]).unwrap().unwrap(), floats_for(5));
+    // float re-ranking puts the exact vector first
+    let q = floats_for(7);
+    let ranked = index
+        .search_reranked(&code_for(7), Some(&q), 5, 4, Rerank::Float, &ScanOptions::default())
+        .unwrap();
+    assert_eq!(ranked[0].id, a[7]);
+    assert!((ranked[0].score.unwrap() - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn second_writer_is_refused_and_readonly_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let _w = Index::create(dir.path(), IndexConfig { bits: 64, floats: None }).unwrap();
+    assert!(matches!(Index::open_writable(dir.path()), Err(Error::Locked { .. })));
+    let mut r = Index::open(dir.path()).unwrap();
+    assert!(r.add(&[NewItem { key: "x", path: "", code: &[0; 8], floats: None }]).is_err());
+}
+
+#[test]
+fn damaged_files_give_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = Index::create(dir.path(), IndexConfig { bits: 256, floats: Some((8, FloatKind::F16)) }).unwrap();
+    add_range(&mut index, 0..10);
+    drop(index);
+    let seg = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "usg"))
+        .unwrap();
+    let good = std::fs::read(&seg).unwrap();
+    std::fs::write(&seg, &good[..good.len() - 5]).unwrap();
+    let msg = Index::open(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("truncated") && msg.contains(".usg"), "{msg}");
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    std::fs::write(&seg, &bad).unwrap();
+    let msg = Index::open(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("checksum"), "{msg}");
+    std::fs::write(&seg, &good).unwrap();
+    std::fs::write(dir.path().join("MANIFEST.json"), "{\"format_version\": 1, \"bitz\": 3}").unwrap();
+    let msg = Index::open(dir.path()).unwrap_err().to_string();
+    assert!(msg.contains("MANIFEST.json") && msg.contains("bitz"), "{msg}");
+    assert!(matches!(Index::open(&dir.path().join("nope")), Err(Error::NotAnIndex { .. })));
+}
+
+/// The writer half of the crash test: adds and removes items forever, printing each committed
+/// batch. Run only as a child of `killed_writer_loses_nothing_committed`.
+#[test]
+#[ignore = "child process of the crash test"]
+fn crash_writer_child() {
+    let Ok(dir) = std::env::var("UNISIGHT_CRASH_DIR") else { return };
+    let dir = Path::new(&dir);
+    let mut index = match Index::open_writable(dir) {
+        Ok(i) => i,
+        Err(Error::NotAnIndex { .. }) => Index::create(dir, IndexConfig { bits: 256, floats: Some((8, FloatKind::F32)) }).unwrap(),
+        Err(e) => panic!("{e}"),
+    };
+    let mut next = index.items().count() as u64 + index.stats().deleted as u64;
+    loop {
+        let n = 1 + next % 7;
+        let ids = add_range(&mut index, next..next + n);
+        println!("added {} {}", ids[0], n);
+        next += n;
+        if next % 5 == 0 {
+            println!("removing {}", ids[0]);
+            index.remove(&[ids[0]]).unwrap();
+            println!("removed {}", ids[0]);
+        }
+        if next % 23 == 0 {
+            index.compact().unwrap();
+            println!("compacted");
+        }
+    }
+}
+
+#[test]
+fn killed_writer_loses_nothing_committed() {
+    let runs: usize = std::env::var("UNISIGHT_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
+    let mut live = std::collections::BTreeSet::new();
+    let mut committed_total = 0;
+    for run in 0..runs {
+        let mut child = Command::new(&exe)
+            .args(["crash_writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .env("UNISIGHT_CRASH_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(10..150)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut maybe_removed = None;
+        for line in reader.join().unwrap() {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            match parts.as_slice() {
+                ["added", first, n] => {
+                    let (first, n): (u64, u64) = (first.parse().unwrap(), n.parse().unwrap());
+                    live.extend(first..first + n);
+                }
+                ["removing", id] => maybe_removed = Some(id.parse::<u64>().unwrap()),
+                ["removed", id] => {
+                    live.remove(&id.parse::<u64>().unwrap());
+                    maybe_removed = None;
+                }
+                _ => {}
+            }
+        }
+        // every acknowledged item is there with its code intact; nothing else is live except
+        // possibly the one batch committed but not yet acknowledged when the kill came
+        let index = Index::open(dir.path()).unwrap_or_else(|e| panic!("run {run}: {e}"));
+        for &id in live.iter().filter(|&&id| Some(id) != maybe_removed) {
+            let code = index.code(id).unwrap_or_else(|e| panic!("run {run}: id {id}: {e}"));
+            let key = index.item(id).unwrap().key;
+            let i: u64 = key.trim_start_matches("item-").parse().unwrap();
+            assert_eq!(code, &code_for(i), "run {run}: id {id}");
+        }
+        let extra = index.len() as i64 - live.len() as i64;
+        assert!((-1..=7).contains(&extra), "run {run}: {extra} unacknowledged items");
+        // resync with what was committed but unacknowledged, so the next run's bookkeeping holds
+        live = index.items().map(|i| i.unwrap().id).collect();
+        committed_total = committed_total.max(index.stats().generation);
+    }
+    assert!(committed_total > runs as u64, "the writer committed only {committed_total} times");
+}
