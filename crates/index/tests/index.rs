@@ -122,7 +122,13 @@ fn crash_writer_child() {
         Err(Error::NotAnIndex { .. }) => Index::create(dir, IndexConfig { bits: 256, floats: Some((8, FloatKind::F32)) }).unwrap(),
         Err(e) => panic!("{e}"),
     };
-    let mut next = index.items().count() as u64 + index.stats().deleted as u64;
+    // key numbers continue after the largest live one (removed keys may be reused: keys only
+    // need to be unique among live items)
+    let mut next = index
+        .items()
+        .map(|i| i.unwrap().key.trim_start_matches("item-").parse::<u64>().unwrap() + 1)
+        .max()
+        .unwrap_or(0);
     loop {
         let n = 1 + next % 7;
         let ids = add_range(&mut index, next..next + n);
@@ -165,8 +171,11 @@ fn killed_writer_loses_nothing_committed() {
         child.wait().unwrap();
         let mut maybe_removed = None;
         for line in reader.join().unwrap() {
+            // libtest may print its "test ... " prefix on the first line
             let parts: Vec<&str> = line.split_whitespace().collect();
-            match parts.as_slice() {
+            let start = parts.iter().position(|p| ["added", "removing", "removed"].contains(p));
+            let parts = &parts[start.unwrap_or(parts.len())..];
+            match parts {
                 ["added", first, n] => {
                     let (first, n): (u64, u64) = (first.parse().unwrap(), n.parse().unwrap());
                     live.extend(first..first + n);
