@@ -1,0 +1,16 @@
+//! Image inputs of unisight.
+//!
+//! - [`sources`]: what to embed: a folder (recursively), or a CSV / JSONL manifest of paths with
+//!   optional ids and labels. Manifest paths are resolved inside their root and may not escape it;
+//!   a malformed line is reported with its number.
+//! - [`decode`]: guarded decoding of JPEG, PNG and WebP with EXIF orientation applied; sizes are
+//!   checked from the header before any pixel buffer is allocated.
+//! - [`preprocess`]: centre square crop, resize, scale, NCHW float32, as the model spec says.
+#![deny(missing_docs)]
+
+pub mod decode;
+mod error;
+pub mod preprocess;
+pub mod sources;
+
+pub use error::{Error, Result};

@@ -1,0 +1,239 @@
+//! What to embed: a folder, or a manifest (CSV with a header, or JSON Lines).
+//!
+//! Manifest rows have `path` and optionally `id` and `label`; a path is resolved against the
+//! manifest's folder (or an explicit root) and must stay inside it: absolute paths and `..` that
+//! climb out are refused, line by line.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// File extensions read from folders.
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "webp"];
+
+/// One image to embed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    /// Unique id (manifest `id`, else the path relative to the root).
+    pub id: String,
+    /// Path as given (relative to the root).
+    pub path: String,
+    /// Resolved file path.
+    pub file: PathBuf,
+    /// Label, if the manifest gave one.
+    pub label: Option<String>,
+}
+
+/// Lists the inputs named by `input`: a folder, a `.csv` or a `.jsonl` manifest. `root`
+/// overrides the folder manifest paths are resolved in.
+///
+/// # Errors
+/// I/O errors; [`Error::Manifest`] naming the line of a malformed row, a path that escapes
+/// the root, or a duplicated id.
+pub fn list_inputs(input: &Path, root: Option<&Path>) -> Result<Vec<Input>> {
+    let inputs = if input.is_dir() {
+        list_folder(input)?
+    } else {
+        let root = root
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| input.parent().unwrap_or(Path::new(".")).to_path_buf());
+        match input.extension().and_then(|e| e.to_str()) {
+            Some("csv") => read_csv(input, &root)?,
+            Some("jsonl") | Some("json") => read_jsonl(input, &root)?,
+            _ => {
+                return Err(Error::Io {
+                    path: input.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "not a folder, .csv or .jsonl manifest",
+                    ),
+                })
+            }
+        }
+    };
+    Ok(inputs)
+}
+
+fn list_folder(root: &Path) -> Result<Vec<Input>> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+            let path = entry.path();
+            let kind = entry.file_type().map_err(|e| Error::Io { path: path.clone(), source: e })?;
+            if kind.is_dir() {
+                stack.push(path);
+            } else if path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    Ok(files
+        .into_iter()
+        .map(|file| {
+            let rel = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
+            Input { id: rel.clone(), path: rel, file, label: None }
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Row {
+    path: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    label: Option<serde_json::Value>,
+    #[serde(default)]
+    domain: Option<String>,
+}
+
+fn to_input(row: Row, root: &Path, manifest: &Path, line: usize) -> Result<Input> {
+    let _ = row.domain;
+    let file = resolve_inside(root, &row.path).ok_or_else(|| Error::Manifest {
+        path: manifest.into(),
+        line,
+        what: format!("path {:?} escapes the dataset root {}", row.path, root.display()),
+    })?;
+    let label = row.label.map(|v| match v {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    });
+    Ok(Input { id: row.id.unwrap_or_else(|| row.path.clone()), path: row.path, file, label })
+}
+
+fn read_jsonl(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
+    let file = std::fs::File::open(manifest).map_err(|e| Error::Io { path: manifest.into(), source: e })?;
+    let mut out = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| Error::Io { path: manifest.into(), source: e })?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Row = serde_json::from_str(&line).map_err(|e| Error::Manifest {
+            path: manifest.into(),
+            line: i + 1,
+            what: e.to_string(),
+        })?;
+        out.push(to_input(row, root, manifest, i + 1)?);
+    }
+    check_unique(out, manifest)
+}
+
+fn read_csv(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(manifest)
+        .map_err(|e| Error::Manifest { path: manifest.into(), line: 1, what: e.to_string() })?;
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::Manifest { path: manifest.into(), line: 1, what: e.to_string() })?
+        .clone();
+    if !headers.iter().any(|h| h == "path") {
+        return Err(Error::Manifest {
+            path: manifest.into(),
+            line: 1,
+            what: format!("header has no `path` column (found {:?})", headers.iter().collect::<Vec<_>>()),
+        });
+    }
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| Error::Manifest {
+            path: manifest.into(),
+            line: e.position().map_or(0, |p| p.line() as usize),
+            what: e.to_string(),
+        })?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let get = |name: &str| {
+            headers.iter().position(|h| h == name).and_then(|i| record.get(i)).filter(|s| !s.is_empty()).map(str::to_owned)
+        };
+        let path = get("path").ok_or_else(|| Error::Manifest {
+            path: manifest.into(),
+            line,
+            what: "empty path".into(),
+        })?;
+        let row = Row { path, id: get("id"), label: get("label").map(serde_json::Value::String), domain: get("domain") };
+        out.push(to_input(row, root, manifest, line)?);
+    }
+    check_unique(out, manifest)
+}
+
+fn check_unique(inputs: Vec<Input>, manifest: &Path) -> Result<Vec<Input>> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, input) in inputs.iter().enumerate() {
+        if let Some(first) = seen.insert(input.id.as_str(), i) {
+            return Err(Error::Manifest {
+                path: manifest.into(),
+                line: i + 1,
+                what: format!("id {:?} repeats entry {}", input.id, first + 1),
+            });
+        }
+    }
+    Ok(inputs)
+}
+
+/// Joins `relative` to `root` lexically, refusing absolute paths and `..` that leave the root.
+pub fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
+    let rel = Path::new(relative);
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some(parts.iter().fold(root.to_path_buf(), |acc, p| acc.join(p)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        let root = Path::new("/data");
+        assert_eq!(resolve_inside(root, "a/b.jpg"), Some(PathBuf::from("/data/a/b.jpg")));
+        assert_eq!(resolve_inside(root, "a/../b.jpg"), Some(PathBuf::from("/data/b.jpg")));
+        assert_eq!(resolve_inside(root, "../etc/passwd"), None);
+        assert_eq!(resolve_inside(root, "a/../../x"), None);
+        assert_eq!(resolve_inside(root, "/etc/passwd"), None);
+        assert_eq!(resolve_inside(root, ""), None);
+    }
+
+    #[test]
+    fn manifests_report_line_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("m.jsonl");
+        std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n\n{\"path\": 5}\n").unwrap();
+        let err = list_inputs(&m, None).unwrap_err().to_string();
+        assert!(err.contains("m.jsonl") && err.contains("line 3"), "{err}");
+        std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n{\"path\": \"../x.jpg\"}\n").unwrap();
+        let err = list_inputs(&m, None).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("escapes"), "{err}");
+        std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n").unwrap();
+        let ok = list_inputs(&m, None).unwrap();
+        assert_eq!(ok[0].label.as_deref(), Some("3"));
+        let c = dir.path().join("m.csv");
+        std::fs::write(&c, "path,label\nx/a.jpg,cat\n/abs.jpg,dog\n").unwrap();
+        let err = list_inputs(&c, None).unwrap_err().to_string();
+        assert!(err.contains("line 3"), "{err}");
+    }
+}
