@@ -1,0 +1,323 @@
+//! Command-line arguments and what each command does.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use unisight_core::artifacts::EmbeddingSet;
+use unisight_core::Architecture;
+use unisight_data::decode::{load_rgb, DecodeLimits};
+use unisight_data::preprocess::to_input;
+use unisight_embed::EmbedOptions;
+use unisight_index::{FloatKind, Index, IndexConfig, NewItem, Rerank, ScanOptions};
+
+use crate::embedder::{load_model, make_embedder, Backend};
+
+/// One image embedding for several visual-search products.
+#[derive(Debug, Parser)]
+#[command(name = "unisight", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Embed images (a folder, or a .csv/.jsonl manifest) into an embedding folder.
+    Embed {
+        /// Model file; without it, the zero-shot EfficientNet-Lite0 (D = 1280, no projection).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Folder of images, or manifest with a `path` column / key.
+        #[arg(long)]
+        input: PathBuf,
+        /// Folder manifest paths are resolved in (default: the manifest's folder).
+        #[arg(long)]
+        root: Option<PathBuf>,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Images per inference call.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Inference threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Inference backend.
+        #[arg(long, value_enum, default_value_t = Backend::Auto)]
+        backend: Backend,
+    },
+    /// Create a zero-shot model file (ImageNet trunk, fixed projection).
+    InitModel {
+        /// Trunk: lite0, lite1 or lite2.
+        #[arg(long, default_value = "lite0")]
+        arch: String,
+        /// Embedding dimension D (1280 = no projection; else a random orthogonal projection).
+        #[arg(long, default_value_t = 256)]
+        dim: usize,
+        /// Seed of the random projection.
+        #[arg(long, default_value_t = unisight_model::DEFAULT_PROJECTION_SEED)]
+        seed: u64,
+        /// Output model file (.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Export a model as an ONNX graph.
+    ExportOnnx {
+        /// Model file (default: zero-shot Lite0).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Output .onnx file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build and change binary-code indexes.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Search an index by image or by the key of an indexed item.
+    Search {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Query image.
+        #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+        image: Option<PathBuf>,
+        /// Key of an indexed item ("more like this").
+        #[arg(long)]
+        id: Option<String>,
+        /// Model file used to embed the query image (default: zero-shot Lite0).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Number of results.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Re-rank the k * R nearest by Hamming with floats (0 = no re-ranking).
+        #[arg(long, default_value_t = 0)]
+        rerank: usize,
+        /// Re-ranking: stored floats, or the float query against stored bits.
+        #[arg(long, value_enum, default_value_t = RerankMode::Float)]
+        rerank_mode: RerankMode,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum RerankMode {
+    Float,
+    Asymmetric,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum FloatStorage {
+    None,
+    F16,
+    F32,
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Create an index from an embedding folder (`unisight embed` output).
+    Build {
+        /// Embedding folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Index folder to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep float vectors for re-ranking.
+        #[arg(long, value_enum, default_value_t = FloatStorage::F16)]
+        floats: FloatStorage,
+    },
+    /// Add the items of an embedding folder (keys must be new).
+    Add {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Embedding folder.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Remove items by key.
+    Remove {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Keys to remove.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Rewrite the index without deleted items.
+    Compact {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+    },
+    /// Print counts and sizes.
+    Stats {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+    },
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Embed { model, input, root, out, batch, threads, backend } => {
+            let inputs = unisight_data::sources::list_inputs(&input, root.as_deref())?;
+            if inputs.is_empty() {
+                bail!("{}: no images found", input.display());
+            }
+            let (model, model_id) = load_model(model.as_deref())?;
+            let mut embedder = make_embedder(model, &model_id, backend, threads)?;
+            eprintln!("embedding {} images with {} ({})", inputs.len(), model_id, embedder.backend());
+            let options = EmbedOptions {
+                batch_size: batch,
+                chunk_size: batch * 16,
+                limits: DecodeLimits::default(),
+                model_id,
+                progress: true,
+            };
+            let summary = unisight_embed::run(&inputs, embedder.as_mut(), &out, &options)?;
+            eprintln!(
+                "embedded {} of {} images ({} skipped, {} chunks resumed) at {:.1} images/s into {}",
+                summary.embedded,
+                summary.inputs,
+                summary.failed,
+                summary.resumed_chunks,
+                summary.images_per_second,
+                out.display()
+            );
+            Ok(())
+        }
+        Command::InitModel { arch, dim, seed, out } => {
+            let arch = Architecture::from_short_name(&arch)
+                .with_context(|| format!("unknown architecture {arch:?} (lite0, lite1, lite2)"))?;
+            let model = unisight_model::UnifiedModel::zero_shot(arch, dim, seed, &burn::tensor::Device::flex())?;
+            model.save(&out)?;
+            eprintln!("wrote {} ({:?}, D = {dim}, {:?})", out.display(), arch, model.spec.projection);
+            Ok(())
+        }
+        Command::ExportOnnx { model, out } => {
+            let (model, _) = load_model(model.as_deref())?;
+            unisight_model::onnx::export_to_file(&model, &out)?;
+            eprintln!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Index { command } => run_index(command),
+        Command::Search { index, image, id, model, k, rerank, rerank_mode, json } => {
+            let mut index = Index::open(&index)?;
+            let (code, query_float) = match (&image, &id) {
+                (Some(image), _) => embed_one(image, model.as_deref())?,
+                (None, Some(key)) => {
+                    let item = index.id_of_key(key)?.with_context(|| format!("no item with key {key:?} in the index"))?;
+                    let code = index.code(item)?.to_vec();
+                    let floats = index.floats(item)?;
+                    (code, floats)
+                }
+                (None, None) => unreachable!("clap requires one"),
+            };
+            let mode = match (rerank, rerank_mode) {
+                (0, _) => Rerank::None,
+                (_, RerankMode::Float) if index.layout().floats.is_some() => Rerank::Float,
+                (_, RerankMode::Float) => bail!("this index keeps no floats: use --rerank-mode asymmetric"),
+                (_, RerankMode::Asymmetric) => Rerank::Asymmetric,
+            };
+            let options = ScanOptions { threads: 2, ..ScanOptions::default() };
+            let hits = index.search_reranked(&code, query_float.as_deref(), k, rerank, mode, &options)?;
+            let mut stdout = std::io::stdout().lock();
+            let mut rows = Vec::new();
+            for hit in hits {
+                let item = index.item(hit.id)?;
+                rows.push(serde_json::json!({
+                    "key": item.key, "path": item.path, "distance": hit.distance, "score": hit.score,
+                }));
+                if !json {
+                    let score = hit.score.map(|s| format!("{s:.4}")).unwrap_or_else(|| "-".into());
+                    writeln!(stdout, "{:>5}  {:>8}  {}  {}", hit.distance, score, item.key, item.path)?;
+                }
+            }
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn embed_one(image: &Path, model: Option<&Path>) -> Result<(Vec<u8>, Option<Vec<f32>>)> {
+    let (model, model_id) = load_model(model)?;
+    let mut embedder = make_embedder(model, &model_id, Backend::Auto, 0)?;
+    let spec = embedder.spec().clone();
+    let rgb = load_rgb(image, &DecodeLimits::default())?;
+    let mut pixels = vec![0f32; 3 * spec.input_size * spec.input_size];
+    to_input(&rgb, spec.input_size, spec.preprocess, &mut pixels);
+    let out = embedder.embed(&pixels, 1)?;
+    Ok((unisight_core::code::pack_signs(&out.projected), Some(out.normalized)))
+}
+
+fn run_index(command: IndexCommand) -> Result<()> {
+    match command {
+        IndexCommand::Build { from, out, floats } => {
+            let set = EmbeddingSet::load(&from)?;
+            let bits = set.code_bytes * 8;
+            if bits % 64 != 0 {
+                bail!("{}: D = {} gives {bits}-bit codes; the index needs a multiple of 64", from.display(), set.dim);
+            }
+            let floats = match floats {
+                FloatStorage::None => None,
+                FloatStorage::F16 => Some((set.dim, FloatKind::F16)),
+                FloatStorage::F32 => Some((set.dim, FloatKind::F32)),
+            };
+            let mut index = Index::create(&out, IndexConfig { bits, floats })?;
+            add_set(&mut index, &set)?;
+            print_stats(&index)
+        }
+        IndexCommand::Add { index, from } => {
+            let mut index = Index::open_writable(&index)?;
+            let set = EmbeddingSet::load(&from)?;
+            add_set(&mut index, &set)?;
+            print_stats(&index)
+        }
+        IndexCommand::Remove { index, keys } => {
+            let mut index = Index::open_writable(&index)?;
+            let mut ids = Vec::new();
+            for key in &keys {
+                ids.push(index.id_of_key(key)?.with_context(|| format!("no item with key {key:?}; nothing removed"))?);
+            }
+            let n = index.remove(&ids)?;
+            eprintln!("removed {n} items");
+            print_stats(&index)
+        }
+        IndexCommand::Compact { index } => {
+            let mut index = Index::open_writable(&index)?;
+            index.compact()?;
+            print_stats(&index)
+        }
+        IndexCommand::Stats { index } => print_stats(&Index::open(&index)?),
+    }
+}
+
+fn add_set(index: &mut Index, set: &EmbeddingSet) -> Result<()> {
+    let keep_floats = index.layout().floats.is_some();
+    let items: Vec<NewItem> = (0..set.len())
+        .map(|i| NewItem {
+            key: &set.items[i].id,
+            path: &set.items[i].path,
+            code: set.code(i),
+            floats: keep_floats.then(|| set.embedding(i)),
+        })
+        .collect();
+    index.add(&items)?;
+    Ok(())
+}
+
+fn print_stats(index: &Index) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(&index.stats())?);
+    Ok(())
+}
