@@ -138,6 +138,8 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
     let mut processed = 0usize;
     std::thread::scope(|scope| -> Result<()> {
         let producer = scope.spawn(|| {
+            // owning the sender here closes the channel when decoding is done
+            let tx = tx;
             for &c in &todo {
                 for (b, batch) in chunks[c].chunks(batch_size).enumerate() {
                     let decoded: Vec<std::result::Result<Vec<f32>, String>> = batch

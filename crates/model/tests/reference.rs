@@ -33,7 +33,7 @@ fn lite0_matches_reference_features_and_logits() {
     let (_, logits) = read_npz(&npz, "logits");
     let device = Device::flex();
     let model = UnifiedModel::zero_shot(Architecture::EfficientnetLite0, 1280, 0, &device)
-        .expect("weights present: run `unisight fetch-assets`");
+        .expect("weights present: run scripts/fetch-assets.sh");
     let x = Tensor::<4>::from_data(TensorData::new(inputs, shape.clone()), &device);
     let out = model.forward(x);
     let (_, got_features) = values_of(out.features.clone());
