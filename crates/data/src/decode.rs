@@ -61,8 +61,13 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    if reader.format().is_none() {
-        return Err("not a JPEG, PNG or WebP image".into());
+    match reader.format() {
+        None => return Err("not a JPEG, PNG or WebP image".into()),
+        // the JPEG decoder fills a cut-off scan with grey instead of failing
+        Some(image::ImageFormat::Jpeg) if !ends_with_jpeg_eoi(bytes) => {
+            return Err("truncated JPEG (no end-of-image marker)".into())
+        }
+        Some(_) => {}
     }
     let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
     let (w, h) = decoder.dimensions();
@@ -80,6 +85,11 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
     let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
+}
+
+fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace());
+    end.is_some_and(|e| e >= 1 && bytes[e - 1] == 0xff && bytes[e] == 0xd9)
 }
 
 #[cfg(test)]
@@ -101,6 +111,17 @@ mod tests {
         assert!(decode_rgb(b"hello world", &limits).unwrap_err().contains("not a JPEG"));
         assert!(decode_rgb(&good[..good.len() / 2], &limits).is_err());
         assert!(decode_rgb(&[], &limits).is_err());
+    }
+
+    #[test]
+    fn truncated_jpeg_is_refused() {
+        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+        let jpeg = out.into_inner();
+        assert!(decode_rgb(&jpeg, &DecodeLimits::default()).is_ok());
+        let err = decode_rgb(&jpeg[..jpeg.len() / 2], &DecodeLimits::default()).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
             .expect("valid template"),
     );
     if resumed > 0 {
-        bar.println(format!("resuming: {resumed} of {} chunks already done", chunks.len()));
+        eprintln!("resuming: {resumed} of {} chunks already done", chunks.len());
     }
     let size = spec.input_size;
     let per_image = 3 * size * size;
@@ -178,7 +178,8 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
                 (batch.chunk, Vec::new(), ChunkMeta { items: Vec::new(), failures: Vec::new() })
             });
             for f in &batch.failed {
-                bar.println(format!("skipped {}: {}", f.path, f.reason));
+                // printed even when stderr is not a terminal (the bar is then hidden)
+                bar.suspend(|| eprintln!("skipped {}: {}", f.path, f.reason));
             }
             meta.failures.extend(batch.failed.iter().cloned());
             if !batch.ok.is_empty() {
