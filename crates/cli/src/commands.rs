@@ -72,6 +72,24 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Model-only throughput (images/s) on fixed pseudo-random pixels, for benchmarks.
+    BenchModel {
+        /// Model file (default: zero-shot Lite0).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Images per call.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Timed calls (after one warm-up call).
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        /// Inference threads (0 = all cores).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Inference backend.
+        #[arg(long, value_enum, default_value_t = Backend::Ort)]
+        backend: Backend,
+    },
     /// Build and change binary-code indexes.
     Index {
         #[command(subcommand)]
@@ -168,14 +186,27 @@ enum IndexCommand {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Embed { model, input, root, out, batch, threads, backend } => {
+        Command::Embed {
+            model,
+            input,
+            root,
+            out,
+            batch,
+            threads,
+            backend,
+        } => {
             let inputs = unisight_data::sources::list_inputs(&input, root.as_deref())?;
             if inputs.is_empty() {
                 bail!("{}: no images found", input.display());
             }
             let (model, model_id) = load_model(model.as_deref())?;
             let mut embedder = make_embedder(model, &model_id, backend, threads)?;
-            eprintln!("embedding {} images with {} ({})", inputs.len(), model_id, embedder.backend());
+            eprintln!(
+                "embedding {} images with {} ({})",
+                inputs.len(),
+                model_id,
+                embedder.backend()
+            );
             let options = EmbedOptions {
                 batch_size: batch,
                 chunk_size: batch * 16,
@@ -195,12 +226,27 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::InitModel { arch, dim, seed, out } => {
+        Command::InitModel {
+            arch,
+            dim,
+            seed,
+            out,
+        } => {
             let arch = Architecture::from_short_name(&arch)
                 .with_context(|| format!("unknown architecture {arch:?} (lite0, lite1, lite2)"))?;
-            let model = unisight_model::UnifiedModel::zero_shot(arch, dim, seed, &burn::tensor::Device::flex())?;
+            let model = unisight_model::UnifiedModel::zero_shot(
+                arch,
+                dim,
+                seed,
+                &burn::tensor::Device::flex(),
+            )?;
             model.save(&out)?;
-            eprintln!("wrote {} ({:?}, D = {dim}, {:?})", out.display(), arch, model.spec.projection);
+            eprintln!(
+                "wrote {} ({:?}, D = {dim}, {:?})",
+                out.display(),
+                arch,
+                model.spec.projection
+            );
             Ok(())
         }
         Command::ExportOnnx { model, out } => {
@@ -209,13 +255,50 @@ pub fn run(cli: Cli) -> Result<()> {
             eprintln!("wrote {}", out.display());
             Ok(())
         }
+        Command::BenchModel {
+            model,
+            batch,
+            iters,
+            threads,
+            backend,
+        } => {
+            let (model, model_id) = load_model(model.as_deref())?;
+            let mut embedder = make_embedder(model, &model_id, backend, threads)?;
+            let s = embedder.spec().input_size;
+            // a fixed, deterministic input; throughput does not depend on the values
+            let pixels: Vec<f32> = (0..batch * 3 * s * s)
+                .map(|i| ((i * 7919) % 256) as f32 / 128.0 - 1.0)
+                .collect();
+            embedder.embed(&pixels, batch)?;
+            let start = std::time::Instant::now();
+            for _ in 0..iters {
+                embedder.embed(&pixels, batch)?;
+            }
+            let rate = (iters * batch) as f64 / start.elapsed().as_secs_f64();
+            println!(
+                "{{\"backend\":\"{}\",\"batch\":{batch},\"images_per_second\":{rate:.2}}}",
+                embedder.backend()
+            );
+            Ok(())
+        }
         Command::Index { command } => run_index(command),
-        Command::Search { index, image, id, model, k, rerank, rerank_mode, json } => {
+        Command::Search {
+            index,
+            image,
+            id,
+            model,
+            k,
+            rerank,
+            rerank_mode,
+            json,
+        } => {
             let mut index = Index::open(&index)?;
             let (code, query_float) = match (&image, &id) {
                 (Some(image), _) => embed_one(image, model.as_deref())?,
                 (None, Some(key)) => {
-                    let item = index.id_of_key(key)?.with_context(|| format!("no item with key {key:?} in the index"))?;
+                    let item = index
+                        .id_of_key(key)?
+                        .with_context(|| format!("no item with key {key:?} in the index"))?;
                     let code = index.code(item)?.to_vec();
                     let floats = index.floats(item)?;
                     (code, floats)
@@ -225,11 +308,17 @@ pub fn run(cli: Cli) -> Result<()> {
             let mode = match (rerank, rerank_mode) {
                 (0, _) => Rerank::None,
                 (_, RerankMode::Float) if index.layout().floats.is_some() => Rerank::Float,
-                (_, RerankMode::Float) => bail!("this index keeps no floats: use --rerank-mode asymmetric"),
+                (_, RerankMode::Float) => {
+                    bail!("this index keeps no floats: use --rerank-mode asymmetric")
+                }
                 (_, RerankMode::Asymmetric) => Rerank::Asymmetric,
             };
-            let options = ScanOptions { threads: 2, ..ScanOptions::default() };
-            let hits = index.search_reranked(&code, query_float.as_deref(), k, rerank, mode, &options)?;
+            let options = ScanOptions {
+                threads: 2,
+                ..ScanOptions::default()
+            };
+            let hits =
+                index.search_reranked(&code, query_float.as_deref(), k, rerank, mode, &options)?;
             let mut stdout = std::io::stdout().lock();
             let mut rows = Vec::new();
             for hit in hits {
@@ -238,8 +327,15 @@ pub fn run(cli: Cli) -> Result<()> {
                     "key": item.key, "path": item.path, "distance": hit.distance, "score": hit.score,
                 }));
                 if !json {
-                    let score = hit.score.map(|s| format!("{s:.4}")).unwrap_or_else(|| "-".into());
-                    writeln!(stdout, "{:>5}  {:>8}  {}  {}", hit.distance, score, item.key, item.path)?;
+                    let score = hit
+                        .score
+                        .map(|s| format!("{s:.4}"))
+                        .unwrap_or_else(|| "-".into());
+                    writeln!(
+                        stdout,
+                        "{:>5}  {:>8}  {}  {}",
+                        hit.distance, score, item.key, item.path
+                    )?;
                 }
             }
             if json {
@@ -258,7 +354,10 @@ fn embed_one(image: &Path, model: Option<&Path>) -> Result<(Vec<u8>, Option<Vec<
     let mut pixels = vec![0f32; 3 * spec.input_size * spec.input_size];
     to_input(&rgb, spec.input_size, spec.preprocess, &mut pixels);
     let out = embedder.embed(&pixels, 1)?;
-    Ok((unisight_core::code::pack_signs(&out.projected), Some(out.normalized)))
+    Ok((
+        unisight_core::code::pack_signs(&out.projected),
+        Some(out.normalized),
+    ))
 }
 
 fn run_index(command: IndexCommand) -> Result<()> {
@@ -266,8 +365,12 @@ fn run_index(command: IndexCommand) -> Result<()> {
         IndexCommand::Build { from, out, floats } => {
             let set = EmbeddingSet::load(&from)?;
             let bits = set.code_bytes * 8;
-            if bits % 64 != 0 {
-                bail!("{}: D = {} gives {bits}-bit codes; the index needs a multiple of 64", from.display(), set.dim);
+            if !bits.is_multiple_of(64) {
+                bail!(
+                    "{}: D = {} gives {bits}-bit codes; the index needs a multiple of 64",
+                    from.display(),
+                    set.dim
+                );
             }
             let floats = match floats {
                 FloatStorage::None => None,
@@ -288,7 +391,11 @@ fn run_index(command: IndexCommand) -> Result<()> {
             let mut index = Index::open_writable(&index)?;
             let mut ids = Vec::new();
             for key in &keys {
-                ids.push(index.id_of_key(key)?.with_context(|| format!("no item with key {key:?}; nothing removed"))?);
+                ids.push(
+                    index
+                        .id_of_key(key)?
+                        .with_context(|| format!("no item with key {key:?}; nothing removed"))?,
+                );
             }
             let n = index.remove(&ids)?;
             eprintln!("removed {n} items");

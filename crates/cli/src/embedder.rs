@@ -23,7 +23,8 @@ pub fn load_model(model: Option<&Path>) -> Result<(UnifiedModel, String)> {
     let device = Device::flex();
     match model {
         Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading model {}", path.display()))?;
             let id = format!("{}#{:08x}", path.display(), crc32c::crc32c(&bytes));
             let model = UnifiedModel::load(path, &device)?;
             Ok((model, id))
@@ -38,7 +39,12 @@ pub fn load_model(model: Option<&Path>) -> Result<(UnifiedModel, String)> {
 
 /// An embedder for `model`: ONNX Runtime on an exported graph cached under the assets folder,
 /// or burn.
-pub fn make_embedder(model: UnifiedModel, model_id: &str, backend: Backend, threads: usize) -> Result<Box<dyn Embedder>> {
+pub fn make_embedder(
+    model: UnifiedModel,
+    model_id: &str,
+    backend: Backend,
+    threads: usize,
+) -> Result<Box<dyn Embedder>> {
     if backend == Backend::Burn {
         return Ok(Box::new(BurnEmbedder::new(model)));
     }
@@ -58,9 +64,17 @@ pub fn make_embedder(model: UnifiedModel, model_id: &str, backend: Backend, thre
             .with_context(|| format!("creating {}", onnx.display()))?;
         unisight_model::onnx::export_to_file(&model, &onnx)?;
     }
-    Ok(Box::new(unisight_embed::OrtEmbedder::new(&onnx, model.spec.clone(), threads)?))
+    Ok(Box::new(unisight_embed::OrtEmbedder::new(
+        &onnx,
+        model.spec.clone(),
+        threads,
+    )?))
 }
 
 fn onnx_cache_path(dir: &Path, model_id: &str) -> PathBuf {
-    dir.join("onnx").join(format!("{:08x}-v{}.onnx", crc32c::crc32c(model_id.as_bytes()), env!("CARGO_PKG_VERSION")))
+    dir.join("onnx").join(format!(
+        "{:08x}-v{}.onnx",
+        crc32c::crc32c(model_id.as_bytes()),
+        env!("CARGO_PKG_VERSION")
+    ))
 }

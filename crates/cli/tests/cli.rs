@@ -9,7 +9,8 @@ fn unisight() -> Command {
 }
 
 fn grocery() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/grocery-store/dataset");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/grocery-store/dataset");
     dir.is_dir().then_some(dir)
 }
 
@@ -19,7 +20,11 @@ fn ok(out: Output) -> String {
 }
 
 fn stdout_of(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -38,57 +43,121 @@ fn copy_photos(grocery: &Path, dir: &Path, n: usize) -> Vec<String> {
 
 #[test]
 fn embed_index_search_with_bad_images() {
-    let Some(grocery) = grocery() else { return eprintln!("skipped: no ../shared/data") };
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
     std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
-    std::fs::write(photos.join("corrupt.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
+    std::fs::write(
+        photos.join("corrupt.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
     std::fs::write(photos.join("empty.png"), b"").unwrap();
     let good = std::fs::read(photos.join(&names[0])).unwrap();
     std::fs::write(photos.join("truncated.jpg"), &good[..good.len() / 3]).unwrap();
     std::fs::write(photos.join("notes.txt"), b"ignored").unwrap();
     let out = tmp.path().join("emb");
-    let log = ok(unisight().args(["embed", "--input"]).arg(&photos).arg("--out").arg(&out).output().unwrap());
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let log = ok(unisight()
+        .args(["embed", "--input"])
+        .arg(&photos)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap());
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["embedded"], 12, "{log}");
     assert_eq!(meta["failed"], 3, "{log}");
-    assert!(log.contains("skipped corrupt.jpg") && log.contains("skipped empty.png: empty file"), "{log}");
+    assert!(
+        log.contains("skipped corrupt.jpg") && log.contains("skipped empty.png: empty file"),
+        "{log}"
+    );
     assert!(!out.join(".partial").exists());
 
     let index = tmp.path().join("idx");
-    ok(unisight().args(["index", "build", "--from"]).arg(&out).arg("--out").arg(&index).output().unwrap());
+    ok(unisight()
+        .args(["index", "build", "--from"])
+        .arg(&out)
+        .arg("--out")
+        .arg(&index)
+        .output()
+        .unwrap());
     let key = &names[3];
-    let json = stdout_of(&unisight().args(["search", "--index"]).arg(&index).args(["--id", key, "-k", "3", "--json"]).output().unwrap());
+    let json = stdout_of(
+        &unisight()
+            .args(["search", "--index"])
+            .arg(&index)
+            .args(["--id", key, "-k", "3", "--json"])
+            .output()
+            .unwrap(),
+    );
     let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(rows[0]["key"], key.as_str());
     assert_eq!(rows[0]["distance"], 0);
     // re-ranked search by image finds the same photo first
-    let text = stdout_of(&unisight().args(["search", "--index"]).arg(&index).arg("--image").arg(photos.join(key)).args(["-k", "2", "--rerank", "4"]).output().unwrap());
-    assert!(text.lines().next().unwrap().contains(key.as_str()), "{text}");
+    let text = stdout_of(
+        &unisight()
+            .args(["search", "--index"])
+            .arg(&index)
+            .arg("--image")
+            .arg(photos.join(key))
+            .args(["-k", "2", "--rerank", "4"])
+            .output()
+            .unwrap(),
+    );
+    assert!(
+        text.lines().next().unwrap().contains(key.as_str()),
+        "{text}"
+    );
 
-    ok(unisight().args(["index", "remove", "--index"]).arg(&index).arg(key).output().unwrap());
-    let out = unisight().args(["search", "--index"]).arg(&index).args(["--id", key]).output().unwrap();
+    ok(unisight()
+        .args(["index", "remove", "--index"])
+        .arg(&index)
+        .arg(key)
+        .output()
+        .unwrap());
+    let out = unisight()
+        .args(["search", "--index"])
+        .arg(&index)
+        .args(["--id", key])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no item with key"));
-    let stats = ok(unisight().args(["index", "stats", "--index"]).arg(&index).output().unwrap());
+    let stats = ok(unisight()
+        .args(["index", "stats", "--index"])
+        .arg(&index)
+        .output()
+        .unwrap());
     assert!(stats.contains("\"items\": 11"), "{stats}");
 }
 
 #[test]
 fn killed_embed_resumes_and_never_looks_complete() {
-    let Some(grocery) = grocery() else { return eprintln!("skipped: no ../shared/data") };
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
     std::fs::create_dir(&photos).unwrap();
     copy_photos(&grocery, &photos, 160);
     let out = tmp.path().join("emb");
     let args = |c: &mut Command| {
-        c.args(["embed", "--batch", "2", "--threads", "1", "--input"]).arg(&photos).arg("--out").arg(&out);
+        c.args(["embed", "--batch", "2", "--threads", "1", "--input"])
+            .arg(&photos)
+            .arg("--out")
+            .arg(&out);
     };
     let mut cmd = unisight();
     args(&mut cmd);
-    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let first_chunk = out.join(".partial/chunk-000000.json");
     let start = Instant::now();
     while !first_chunk.exists() && start.elapsed() < Duration::from_secs(120) {
@@ -97,11 +166,15 @@ fn killed_embed_resumes_and_never_looks_complete() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(first_chunk.exists(), "no chunk committed before the kill");
-    assert!(!out.join("meta.json").exists(), "a killed run must not look complete");
+    assert!(
+        !out.join("meta.json").exists(),
+        "a killed run must not look complete"
+    );
     let mut cmd = unisight();
     args(&mut cmd);
     let log = ok(cmd.output().unwrap());
-    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["embedded"], 160, "{log}");
     assert!(meta["resumed_chunks"].as_u64().unwrap() >= 1, "{log}");
     assert!(log.contains("resuming"), "{log}");

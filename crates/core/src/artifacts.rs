@@ -199,8 +199,16 @@ mod tests {
         write_npy(&d.join(EMBEDDINGS_FILE), 2, 16, &[0.5f32; 32]).unwrap();
         write_npy(&d.join(CODES_FILE), 2, 2, &[1u8, 2, 3, 4]).unwrap();
         let items = vec![
-            ItemRecord { id: "a".into(), path: "a.jpg".into(), label: None },
-            ItemRecord { id: "b".into(), path: "b.jpg".into(), label: Some("x".into()) },
+            ItemRecord {
+                id: "a".into(),
+                path: "a.jpg".into(),
+                label: None,
+            },
+            ItemRecord {
+                id: "b".into(),
+                path: "b.jpg".into(),
+                label: Some("x".into()),
+            },
         ];
         write_items(&d.join(ITEMS_FILE), &items).unwrap();
         let set = EmbeddingSet::load(d).unwrap();
@@ -208,8 +216,15 @@ mod tests {
         assert_eq!(set.items, items);
         write_items(&d.join(ITEMS_FILE), &items[..1]).unwrap();
         let err = EmbeddingSet::load(d).unwrap_err().to_string();
-        assert!(err.contains("items.jsonl") && err.contains("1 items"), "{err}");
-        std::fs::write(d.join(ITEMS_FILE), "{\"id\":\"a\",\"path\":\"a\"}\nnot json\n").unwrap();
+        assert!(
+            err.contains("items.jsonl") && err.contains("1 items"),
+            "{err}"
+        );
+        std::fs::write(
+            d.join(ITEMS_FILE),
+            "{\"id\":\"a\",\"path\":\"a\"}\nnot json\n",
+        )
+        .unwrap();
         let err = read_items(&d.join(ITEMS_FILE)).unwrap_err().to_string();
         assert!(err.contains("line 2"), "{err}");
     }

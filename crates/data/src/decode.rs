@@ -69,7 +69,9 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
         }
         Some(_) => {}
     }
-    let mut decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
     let (w, h) = decoder.dimensions();
     let pixels = w as u64 * h as u64;
     if pixels == 0 {
@@ -82,13 +84,16 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
         ));
     }
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
     Ok(image.to_rgb8())
 }
 
 fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
-    let end = bytes.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace());
+    let end = bytes
+        .iter()
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace());
     end.is_some_and(|e| e >= 1 && bytes[e - 1] == 0xff && bytes[e] == 0xd9)
 }
 
@@ -108,7 +113,9 @@ mod tests {
         let limits = DecodeLimits::default();
         let good = png(20, 10);
         assert_eq!(decode_rgb(&good, &limits).unwrap().dimensions(), (20, 10));
-        assert!(decode_rgb(b"hello world", &limits).unwrap_err().contains("not a JPEG"));
+        assert!(decode_rgb(b"hello world", &limits)
+            .unwrap_err()
+            .contains("not a JPEG"));
         assert!(decode_rgb(&good[..good.len() / 2], &limits).is_err());
         assert!(decode_rgb(&[], &limits).is_err());
     }
@@ -134,7 +141,10 @@ mod tests {
         bomb[20..24].copy_from_slice(&30000u32.to_be_bytes());
         let err = decode_rgb(&bomb, &DecodeLimits::default()).unwrap_err();
         assert!(!err.is_empty());
-        let limits = DecodeLimits { max_pixels: 100, ..Default::default() };
+        let limits = DecodeLimits {
+            max_pixels: 100,
+            ..Default::default()
+        };
         let err = decode_rgb(&png(20, 10), &limits).unwrap_err();
         assert!(err.contains("exceeds the limit"), "{err}");
     }
@@ -144,7 +154,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("empty.jpg");
         std::fs::write(&p, b"").unwrap();
-        let msg = load_rgb(&p, &DecodeLimits::default()).unwrap_err().to_string();
-        assert!(msg.contains("empty.jpg") && msg.contains("empty file"), "{msg}");
+        let msg = load_rgb(&p, &DecodeLimits::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("empty.jpg") && msg.contains("empty file"),
+            "{msg}"
+        );
     }
 }

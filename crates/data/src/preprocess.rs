@@ -21,8 +21,7 @@ pub fn to_input(image: &RgbImage, size: usize, preprocess: Preprocess, out: &mut
     let src = ImageRef::new(side, side, square.as_raw(), PixelType::U8x3)
         .expect("RGB buffer matches its dimensions");
     let mut dst = Image::new(size as u32, size as u32, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .expect("same pixel type on both sides");

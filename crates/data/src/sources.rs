@@ -61,11 +61,20 @@ fn list_folder(root: &Path) -> Result<Vec<Input>> {
     let mut files = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+        let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+            let entry = entry.map_err(|e| Error::Io {
+                path: dir.clone(),
+                source: e,
+            })?;
             let path = entry.path();
-            let kind = entry.file_type().map_err(|e| Error::Io { path: path.clone(), source: e })?;
+            let kind = entry.file_type().map_err(|e| Error::Io {
+                path: path.clone(),
+                source: e,
+            })?;
             if kind.is_dir() {
                 stack.push(path);
             } else if path
@@ -81,8 +90,17 @@ fn list_folder(root: &Path) -> Result<Vec<Input>> {
     Ok(files
         .into_iter()
         .map(|file| {
-            let rel = file.strip_prefix(root).unwrap_or(&file).to_string_lossy().replace('\\', "/");
-            Input { id: rel.clone(), path: rel, file, label: None }
+            let rel = file
+                .strip_prefix(root)
+                .unwrap_or(&file)
+                .to_string_lossy()
+                .replace('\\', "/");
+            Input {
+                id: rel.clone(),
+                path: rel,
+                file,
+                label: None,
+            }
         })
         .collect())
 }
@@ -104,20 +122,35 @@ fn to_input(row: Row, root: &Path, manifest: &Path, line: usize) -> Result<Input
     let file = resolve_inside(root, &row.path).ok_or_else(|| Error::Manifest {
         path: manifest.into(),
         line,
-        what: format!("path {:?} escapes the dataset root {}", row.path, root.display()),
+        what: format!(
+            "path {:?} escapes the dataset root {}",
+            row.path,
+            root.display()
+        ),
     })?;
     let label = row.label.map(|v| match v {
         serde_json::Value::String(s) => s,
         other => other.to_string(),
     });
-    Ok(Input { id: row.id.unwrap_or_else(|| row.path.clone()), path: row.path, file, label })
+    Ok(Input {
+        id: row.id.unwrap_or_else(|| row.path.clone()),
+        path: row.path,
+        file,
+        label,
+    })
 }
 
 fn read_jsonl(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
-    let file = std::fs::File::open(manifest).map_err(|e| Error::Io { path: manifest.into(), source: e })?;
+    let file = std::fs::File::open(manifest).map_err(|e| Error::Io {
+        path: manifest.into(),
+        source: e,
+    })?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::Io { path: manifest.into(), source: e })?;
+        let line = line.map_err(|e| Error::Io {
+            path: manifest.into(),
+            source: e,
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -135,16 +168,27 @@ fn read_csv(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(manifest)
-        .map_err(|e| Error::Manifest { path: manifest.into(), line: 1, what: e.to_string() })?;
+        .map_err(|e| Error::Manifest {
+            path: manifest.into(),
+            line: 1,
+            what: e.to_string(),
+        })?;
     let headers = reader
         .headers()
-        .map_err(|e| Error::Manifest { path: manifest.into(), line: 1, what: e.to_string() })?
+        .map_err(|e| Error::Manifest {
+            path: manifest.into(),
+            line: 1,
+            what: e.to_string(),
+        })?
         .clone();
     if !headers.iter().any(|h| h == "path") {
         return Err(Error::Manifest {
             path: manifest.into(),
             line: 1,
-            what: format!("header has no `path` column (found {:?})", headers.iter().collect::<Vec<_>>()),
+            what: format!(
+                "header has no `path` column (found {:?})",
+                headers.iter().collect::<Vec<_>>()
+            ),
         });
     }
     let mut out = Vec::new();
@@ -156,14 +200,24 @@ fn read_csv(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
         })?;
         let line = record.position().map_or(0, |p| p.line() as usize);
         let get = |name: &str| {
-            headers.iter().position(|h| h == name).and_then(|i| record.get(i)).filter(|s| !s.is_empty()).map(str::to_owned)
+            headers
+                .iter()
+                .position(|h| h == name)
+                .and_then(|i| record.get(i))
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
         };
         let path = get("path").ok_or_else(|| Error::Manifest {
             path: manifest.into(),
             line,
             what: "empty path".into(),
         })?;
-        let row = Row { path, id: get("id"), label: get("label").map(serde_json::Value::String), domain: get("domain") };
+        let row = Row {
+            path,
+            id: get("id"),
+            label: get("label").map(serde_json::Value::String),
+            domain: get("domain"),
+        };
         out.push(to_input(row, root, manifest, line)?);
     }
     check_unique(out, manifest)
@@ -210,8 +264,14 @@ mod tests {
     #[test]
     fn paths_cannot_escape() {
         let root = Path::new("/data");
-        assert_eq!(resolve_inside(root, "a/b.jpg"), Some(PathBuf::from("/data/a/b.jpg")));
-        assert_eq!(resolve_inside(root, "a/../b.jpg"), Some(PathBuf::from("/data/b.jpg")));
+        assert_eq!(
+            resolve_inside(root, "a/b.jpg"),
+            Some(PathBuf::from("/data/a/b.jpg"))
+        );
+        assert_eq!(
+            resolve_inside(root, "a/../b.jpg"),
+            Some(PathBuf::from("/data/b.jpg"))
+        );
         assert_eq!(resolve_inside(root, "../etc/passwd"), None);
         assert_eq!(resolve_inside(root, "a/../../x"), None);
         assert_eq!(resolve_inside(root, "/etc/passwd"), None);
@@ -225,7 +285,11 @@ mod tests {
         std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n\n{\"path\": 5}\n").unwrap();
         let err = list_inputs(&m, None).unwrap_err().to_string();
         assert!(err.contains("m.jsonl") && err.contains("line 3"), "{err}");
-        std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n{\"path\": \"../x.jpg\"}\n").unwrap();
+        std::fs::write(
+            &m,
+            "{\"path\": \"a.jpg\", \"label\": 3}\n{\"path\": \"../x.jpg\"}\n",
+        )
+        .unwrap();
         let err = list_inputs(&m, None).unwrap_err().to_string();
         assert!(err.contains("line 2") && err.contains("escapes"), "{err}");
         std::fs::write(&m, "{\"path\": \"a.jpg\", \"label\": 3}\n").unwrap();

@@ -36,7 +36,9 @@ pub struct OrtEmbedder {
 
 impl std::fmt::Debug for OrtEmbedder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OrtEmbedder").field("spec", &self.spec).finish_non_exhaustive()
+        f.debug_struct("OrtEmbedder")
+            .field("spec", &self.spec)
+            .finish_non_exhaustive()
     }
 }
 
@@ -56,9 +58,13 @@ impl OrtEmbedder {
             .with_optimization_level(GraphOptimizationLevel::All)
             .map_err(|e| rt(e.to_string()))?;
         if threads > 0 {
-            builder = builder.with_intra_threads(threads).map_err(|e| rt(e.to_string()))?;
+            builder = builder
+                .with_intra_threads(threads)
+                .map_err(|e| rt(e.to_string()))?;
         }
-        let session = builder.commit_from_file(onnx).map_err(|e| rt(e.to_string()))?;
+        let session = builder
+            .commit_from_file(onnx)
+            .map_err(|e| rt(e.to_string()))?;
         Ok(OrtEmbedder { session, spec })
     }
 
@@ -66,7 +72,12 @@ impl OrtEmbedder {
     ///
     /// # Errors
     /// [`Error::Runtime`] when inference fails.
-    pub fn run_outputs(&mut self, pixels: &[f32], batch: usize, names: &[&str]) -> Result<Vec<Vec<f32>>> {
+    pub fn run_outputs(
+        &mut self,
+        pixels: &[f32],
+        batch: usize,
+        names: &[&str],
+    ) -> Result<Vec<Vec<f32>>> {
         let s = self.spec.input_size;
         let input = TensorRef::from_array_view(([batch, 3, s, s], pixels))
             .map_err(|e| Error::Runtime(e.to_string()))?;
@@ -100,7 +111,11 @@ impl Embedder for OrtEmbedder {
             .map_err(|e| unisight_core::Error::Inference(e.to_string()))?;
         let projected = out.pop().expect("two outputs");
         let normalized = out.pop().expect("two outputs");
-        Ok(Embeddings { dim: self.spec.dim, normalized, projected })
+        Ok(Embeddings {
+            dim: self.spec.dim,
+            normalized,
+            projected,
+        })
     }
 
     fn backend(&self) -> &'static str {

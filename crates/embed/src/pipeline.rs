@@ -15,7 +15,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use unisight_core::artifacts::{
-    read_npy, write_items, write_npy, ItemRecord, CODES_FILE, EMBEDDINGS_FILE, ITEMS_FILE, META_FILE,
+    read_npy, write_items, write_npy, ItemRecord, CODES_FILE, EMBEDDINGS_FILE, ITEMS_FILE,
+    META_FILE,
 };
 use unisight_core::atomic::atomic_write_bytes;
 use unisight_core::code::pack_signs_into;
@@ -99,12 +100,23 @@ struct Batch {
 ///
 /// # Errors
 /// I/O errors on the output folder and inference errors; a bad image is never an error.
-pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &EmbedOptions) -> Result<Summary> {
+pub fn run(
+    inputs: &[Input],
+    embedder: &mut dyn Embedder,
+    out: &Path,
+    options: &EmbedOptions,
+) -> Result<Summary> {
     let started = Instant::now();
     let spec = embedder.spec().clone();
     let partial = out.join(".partial");
-    std::fs::create_dir_all(&partial).map_err(|e| Error::Io { path: partial.clone(), source: e })?;
-    let plan = Plan { fingerprint: fingerprint(inputs, &options.model_id), chunk_size: options.chunk_size.max(1) };
+    std::fs::create_dir_all(&partial).map_err(|e| Error::Io {
+        path: partial.clone(),
+        source: e,
+    })?;
+    let plan = Plan {
+        fingerprint: fingerprint(inputs, &options.model_id),
+        chunk_size: options.chunk_size.max(1),
+    };
     let plan_path = partial.join("plan.json");
     let same_plan = std::fs::read(&plan_path)
         .ok()
@@ -113,23 +125,38 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
     if !same_plan {
         // another input list or model: start over
         let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial).map_err(|e| Error::Io { path: partial.clone(), source: e })?;
-        atomic_write_bytes(&plan_path, &serde_json::to_vec(&plan).expect("plan serialises"))?;
+        std::fs::create_dir_all(&partial).map_err(|e| Error::Io {
+            path: partial.clone(),
+            source: e,
+        })?;
+        atomic_write_bytes(
+            &plan_path,
+            &serde_json::to_vec(&plan).expect("plan serialises"),
+        )?;
     }
     let _ = std::fs::remove_file(out.join(META_FILE));
     let chunks: Vec<&[Input]> = inputs.chunks(plan.chunk_size).collect();
-    let done: Vec<bool> = (0..chunks.len()).map(|c| chunk_json(&partial, c).exists()).collect();
+    let done: Vec<bool> = (0..chunks.len())
+        .map(|c| chunk_json(&partial, c).exists())
+        .collect();
     let todo: Vec<usize> = (0..chunks.len()).filter(|&c| !done[c]).collect();
     let resumed = chunks.len() - todo.len();
     let todo_images: usize = todo.iter().map(|&c| chunks[c].len()).sum();
 
-    let bar = if options.progress { ProgressBar::new(todo_images as u64) } else { ProgressBar::hidden() };
+    let bar = if options.progress {
+        ProgressBar::new(todo_images as u64)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
             .expect("valid template"),
     );
     if resumed > 0 {
-        eprintln!("resuming: {resumed} of {} chunks already done", chunks.len());
+        eprintln!(
+            "resuming: {resumed} of {} chunks already done",
+            chunks.len()
+        );
     }
     let size = spec.input_size;
     let per_image = 3 * size * size;
@@ -145,10 +172,11 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
                     let decoded: Vec<std::result::Result<Vec<f32>, String>> = batch
                         .par_iter()
                         .map(|input| {
-                            let image = load_rgb(&input.file, &options.limits).map_err(|e| match e {
-                                unisight_data::Error::BadImage { reason, .. } => reason,
-                                other => other.to_string(),
-                            })?;
+                            let image =
+                                load_rgb(&input.file, &options.limits).map_err(|e| match e {
+                                    unisight_data::Error::BadImage { reason, .. } => reason,
+                                    other => other.to_string(),
+                                })?;
                             let mut pixels = vec![0f32; per_image];
                             to_input(&image, size, spec.preprocess, &mut pixels);
                             Ok(pixels)
@@ -159,10 +187,21 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
                     for (i, (input, result)) in batch.iter().zip(decoded).enumerate() {
                         match result {
                             Ok(p) => ok.push((b * batch_size + i, p)),
-                            Err(reason) => failed.push(Failure { id: input.id.clone(), path: input.path.clone(), reason }),
+                            Err(reason) => failed.push(Failure {
+                                id: input.id.clone(),
+                                path: input.path.clone(),
+                                reason,
+                            }),
                         }
                     }
-                    if tx.send(Batch { chunk: c, ok, failed }).is_err() {
+                    if tx
+                        .send(Batch {
+                            chunk: c,
+                            ok,
+                            failed,
+                        })
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -175,7 +214,14 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
                 write_chunk(&partial, c, spec.dim, &emb, &meta)?;
             }
             let (_, emb, meta) = current.get_or_insert_with(|| {
-                (batch.chunk, Vec::new(), ChunkMeta { items: Vec::new(), failures: Vec::new() })
+                (
+                    batch.chunk,
+                    Vec::new(),
+                    ChunkMeta {
+                        items: Vec::new(),
+                        failures: Vec::new(),
+                    },
+                )
             });
             for f in &batch.failed {
                 // printed even when stderr is not a terminal (the bar is then hidden)
@@ -183,12 +229,20 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
             }
             meta.failures.extend(batch.failed.iter().cloned());
             if !batch.ok.is_empty() {
-                let pixels: Vec<f32> = batch.ok.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+                let pixels: Vec<f32> = batch
+                    .ok
+                    .iter()
+                    .flat_map(|(_, p)| p.iter().copied())
+                    .collect();
                 let out = embedder.embed(&pixels, batch.ok.len())?;
                 emb.extend_from_slice(&out.normalized);
                 for (offset, _) in &batch.ok {
                     let input = &chunks[batch.chunk][*offset];
-                    meta.items.push(ItemRecord { id: input.id.clone(), path: input.path.clone(), label: input.label.clone() });
+                    meta.items.push(ItemRecord {
+                        id: input.id.clone(),
+                        path: input.path.clone(),
+                        label: input.label.clone(),
+                    });
                 }
             }
             let n = batch.ok.len() + batch.failed.len();
@@ -208,10 +262,17 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
     let mut items = Vec::new();
     let mut failures = Vec::new();
     for c in 0..chunks.len() {
-        let meta: ChunkMeta = serde_json::from_slice(
-            &std::fs::read(chunk_json(&partial, c)).map_err(|e| Error::Io { path: chunk_json(&partial, c), source: e })?,
-        )
-        .map_err(|e| Error::Io { path: chunk_json(&partial, c), source: e.into() })?;
+        let meta: ChunkMeta =
+            serde_json::from_slice(&std::fs::read(chunk_json(&partial, c)).map_err(|e| {
+                Error::Io {
+                    path: chunk_json(&partial, c),
+                    source: e,
+                }
+            })?)
+            .map_err(|e| Error::Io {
+                path: chunk_json(&partial, c),
+                source: e.into(),
+            })?;
         if !meta.items.is_empty() {
             let (rows, cols, data) = read_npy::<f32>(&chunk_npy(&partial, c))?;
             if rows != meta.items.len() || cols != spec.dim {
@@ -246,10 +307,17 @@ pub fn run(inputs: &[Input], embedder: &mut dyn Embedder, out: &Path, options: &
         embedded: n,
         failed: failures.len(),
         resumed_chunks: resumed,
-        images_per_second: if elapsed > 0.0 { processed as f64 / elapsed } else { 0.0 },
+        images_per_second: if elapsed > 0.0 {
+            processed as f64 / elapsed
+        } else {
+            0.0
+        },
         failures,
     };
-    atomic_write_bytes(&out.join(META_FILE), &serde_json::to_vec_pretty(&summary).expect("summary serialises"))?;
+    atomic_write_bytes(
+        &out.join(META_FILE),
+        &serde_json::to_vec_pretty(&summary).expect("summary serialises"),
+    )?;
     let _ = std::fs::remove_dir_all(&partial);
     Ok(summary)
 }
@@ -267,7 +335,10 @@ fn write_chunk(partial: &Path, c: usize, dim: usize, emb: &[f32], meta: &ChunkMe
         write_npy(&chunk_npy(partial, c), meta.items.len(), dim, emb)?;
     }
     // the JSON is the commit mark: written last
-    atomic_write_bytes(&chunk_json(partial, c), &serde_json::to_vec(meta).expect("chunk meta serialises"))?;
+    atomic_write_bytes(
+        &chunk_json(partial, c),
+        &serde_json::to_vec(meta).expect("chunk meta serialises"),
+    )?;
     Ok(())
 }
 

@@ -11,7 +11,10 @@ use unisight_model::{assets, onnx, UnifiedModel};
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 fn check(arch: Architecture, dim: usize, batch: usize) {
@@ -26,12 +29,31 @@ fn check(arch: Architecture, dim: usize, batch: usize) {
     let s = model.spec.input_size;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     // pixel-like values: (x - 127) / 128 for x in 0..=255
-    let pixels: Vec<f32> = (0..batch * 3 * s * s).map(|_| (rng.gen_range(0..=255) as f32 - 127.0) / 128.0).collect();
+    let pixels: Vec<f32> = (0..batch * 3 * s * s)
+        .map(|_| (rng.gen_range(0..=255) as f32 - 127.0) / 128.0)
+        .collect();
     let burn_out = model.forward(model.input(&pixels, batch));
     let mut ort = OrtEmbedder::new(&path, model.spec.clone(), 0).unwrap();
-    let got = ort.run_outputs(&pixels, batch, &[onnx::OUTPUT_FEATURES, onnx::OUTPUT_PROJECTED, onnx::OUTPUT_EMBEDDING]).unwrap();
-    let expected = [values_of(burn_out.features).1, values_of(burn_out.projected).1, values_of(burn_out.normalized).1];
-    for (name, (g, e)) in ["features", "projected", "embedding"].iter().zip(got.iter().zip(&expected)) {
+    let got = ort
+        .run_outputs(
+            &pixels,
+            batch,
+            &[
+                onnx::OUTPUT_FEATURES,
+                onnx::OUTPUT_PROJECTED,
+                onnx::OUTPUT_EMBEDDING,
+            ],
+        )
+        .unwrap();
+    let expected = [
+        values_of(burn_out.features).1,
+        values_of(burn_out.projected).1,
+        values_of(burn_out.normalized).1,
+    ];
+    for (name, (g, e)) in ["features", "projected", "embedding"]
+        .iter()
+        .zip(got.iter().zip(&expected))
+    {
         let d = max_diff(g, e);
         println!("{arch:?} D={dim} {name}: max |diff| {d:.2e}");
         assert!(d < 1e-4, "{arch:?} {name}: {d}");

@@ -151,7 +151,9 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Index")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -165,7 +167,7 @@ impl Index {
     /// # Errors
     /// [`Error::InvalidInput`] for a bad code width or an existing index; I/O errors.
     pub fn create(dir: &Path, config: IndexConfig) -> Result<Index> {
-        if config.bits == 0 || config.bits % 64 != 0 {
+        if config.bits == 0 || !config.bits.is_multiple_of(64) {
             return Err(Error::InvalidInput(format!(
                 "code width {} bits: must be a positive multiple of 64",
                 config.bits
@@ -241,14 +243,25 @@ impl Index {
             bits: manifest.bits,
             floats: manifest.floats.map(|f| (f.dim, f.kind)),
         };
-        if layout.bits == 0 || layout.bits % 64 != 0 {
-            return Err(Error::corrupt(&manifest_path, "bits must be a multiple of 64"));
+        if layout.bits == 0 || !layout.bits.is_multiple_of(64) {
+            return Err(Error::corrupt(
+                &manifest_path,
+                "bits must be a multiple of 64",
+            ));
         }
         let mut segments = Vec::with_capacity(manifest.segments.len());
         let mut last_id = None;
         for entry in &manifest.segments {
-            if !plain_file_name(&entry.file) || entry.tombstones.as_deref().is_some_and(|t| !plain_file_name(t)) {
-                return Err(Error::corrupt(&manifest_path, format!("file name {:?} escapes the index", entry.file)));
+            if !plain_file_name(&entry.file)
+                || entry
+                    .tombstones
+                    .as_deref()
+                    .is_some_and(|t| !plain_file_name(t))
+            {
+                return Err(Error::corrupt(
+                    &manifest_path,
+                    format!("file name {:?} escapes the index", entry.file),
+                ));
             }
             let segment = Segment::open(&dir.join(&entry.file))?;
             if segment.layout() != layout || segment.rows() != entry.rows {
@@ -259,7 +272,10 @@ impl Index {
             }
             if let (Some(last), Some(&first)) = (last_id, segment.ids().first()) {
                 if first <= last {
-                    return Err(Error::corrupt(segment.path(), "ids overlap the previous segment"));
+                    return Err(Error::corrupt(
+                        segment.path(),
+                        "ids overlap the previous segment",
+                    ));
                 }
             }
             last_id = segment.ids().last().copied().or(last_id);
@@ -270,7 +286,10 @@ impl Index {
             segments.push(LiveSegment::new(segment, deleted_rows));
         }
         if last_id.is_some_and(|l| l >= manifest.next_id) {
-            return Err(Error::corrupt(&manifest_path, "next_id not above every stored id"));
+            return Err(Error::corrupt(
+                &manifest_path,
+                "next_id not above every stored id",
+            ));
         }
         Ok(Index {
             dir: dir.into(),
@@ -315,7 +334,11 @@ impl Index {
             items: self.len(),
             deleted: self.segments.iter().map(|s| s.deleted_rows.len()).sum(),
             segments: self.segments.len(),
-            file_bytes: self.segments.iter().map(|s| s.segment.file_bytes() as u64).sum(),
+            file_bytes: self
+                .segments
+                .iter()
+                .map(|s| s.segment.file_bytes() as u64)
+                .sum(),
             generation: self.manifest.generation,
         }
     }
@@ -334,7 +357,9 @@ impl Index {
     /// # Errors
     /// [`Error::UnknownItem`] for an id not in the index (or deleted).
     pub fn item(&self, id: u64) -> Result<Item> {
-        let (seg, row) = self.locate(id).ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
+        let (seg, row) = self
+            .locate(id)
+            .ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
         let s = &self.segments[seg].segment;
         Ok(Item {
             id,
@@ -360,13 +385,17 @@ impl Index {
 
     /// The packed code of item `id`.
     pub fn code(&self, id: u64) -> Result<&[u8]> {
-        let (seg, row) = self.locate(id).ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
+        let (seg, row) = self
+            .locate(id)
+            .ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
         Ok(self.segments[seg].segment.code_bytes_of(row))
     }
 
     /// The stored float vector of item `id`, if the index keeps floats.
     pub fn floats(&self, id: u64) -> Result<Option<Vec<f32>>> {
-        let (seg, row) = self.locate(id).ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
+        let (seg, row) = self
+            .locate(id)
+            .ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
         Ok(self.segments[seg].segment.float_row(row))
     }
 
@@ -400,7 +429,7 @@ impl Index {
 
     fn words_of(&self, codes: &[u8]) -> Result<Vec<u64>> {
         let cb = self.layout().code_bytes();
-        if codes.len() % cb != 0 {
+        if !codes.len().is_multiple_of(cb) {
             return Err(Error::InvalidInput(format!(
                 "query codes have {} bytes, not a multiple of the index's {cb}-byte codes",
                 codes.len()
@@ -418,7 +447,13 @@ impl Index {
     /// [`Error::InvalidInput`] when the query length does not fit the code width.
     pub fn search(&self, codes: &[u8], k: usize, options: &ScanOptions) -> Result<Vec<Vec<Hit>>> {
         let words = self.words_of(codes)?;
-        Ok(scan::search(&self.blocks(), self.layout().code_words(), &words, k, options))
+        Ok(scan::search(
+            &self.blocks(),
+            self.layout().code_words(),
+            &words,
+            k,
+            options,
+        ))
     }
 
     /// Top-k for one query: the `k * factor` nearest by Hamming, re-scored as `mode` says
@@ -436,12 +471,23 @@ impl Index {
         mode: Rerank,
         options: &ScanOptions,
     ) -> Result<Vec<Scored>> {
-        let shortlist = if mode == Rerank::None { k } else { k.saturating_mul(factor.max(1)) };
-        let hits = self.search(code, shortlist, options)?.pop().unwrap_or_default();
+        let shortlist = if mode == Rerank::None {
+            k
+        } else {
+            k.saturating_mul(factor.max(1))
+        };
+        let hits = self
+            .search(code, shortlist, options)?
+            .pop()
+            .unwrap_or_default();
         if mode == Rerank::None {
             return Ok(hits
                 .into_iter()
-                .map(|h| Scored { id: h.id, distance: h.distance, score: None })
+                .map(|h| Scored {
+                    id: h.id,
+                    distance: h.distance,
+                    score: None,
+                })
                 .collect());
         }
         let q = query_float.ok_or_else(|| {
@@ -450,7 +496,9 @@ impl Index {
         let score: Box<dyn Fn(usize, usize) -> f32> = match mode {
             Rerank::Float => {
                 let (dim, _) = self.layout().floats.ok_or_else(|| {
-                    Error::InvalidInput("this index keeps no floats: use asymmetric re-ranking".into())
+                    Error::InvalidInput(
+                        "this index keeps no floats: use asymmetric re-ranking".into(),
+                    )
                 })?;
                 check_dim(q, dim)?;
                 Box::new(move |seg, row| {
@@ -472,7 +520,11 @@ impl Index {
             .into_iter()
             .filter_map(|h| {
                 let (seg, row) = self.locate(h.id)?;
-                Some(Scored { id: h.id, distance: h.distance, score: Some(score(seg, row)) })
+                Some(Scored {
+                    id: h.id,
+                    distance: h.distance,
+                    score: Some(score(seg, row)),
+                })
             })
             .collect();
         scored.sort_by(|a, b| {
@@ -509,7 +561,10 @@ impl Index {
         let mut seen = std::collections::HashSet::new();
         for item in items {
             if keys.contains_key(item.key) || !seen.insert(item.key) {
-                return Err(Error::InvalidInput(format!("key {:?} is already in the index", item.key)));
+                return Err(Error::InvalidInput(format!(
+                    "key {:?} is already in the index",
+                    item.key
+                )));
             }
             if item.code.len() != layout.code_bytes() {
                 return Err(Error::InvalidInput(format!(
@@ -539,7 +594,11 @@ impl Index {
         let mut next = self.manifest.clone();
         next.generation = generation;
         next.next_id = first + items.len() as u64;
-        next.segments.push(SegmentEntry { file, rows: items.len(), tombstones: None });
+        next.segments.push(SegmentEntry {
+            file,
+            rows: items.len(),
+            tombstones: None,
+        });
         self.commit(next)?;
         self.segments.push(LiveSegment::new(segment, Vec::new()));
         let ids: Vec<u64> = (first..first + items.len() as u64).collect();
@@ -558,7 +617,9 @@ impl Index {
         self.writer()?;
         let mut per_segment: HashMap<usize, Vec<u32>> = HashMap::new();
         for &id in ids {
-            let (seg, row) = self.locate(id).ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
+            let (seg, row) = self
+                .locate(id)
+                .ok_or_else(|| Error::UnknownItem(format!("id {id}")))?;
             per_segment.entry(seg).or_default().push(row as u32);
         }
         if per_segment.is_empty() {
@@ -631,7 +692,11 @@ impl Index {
                 let _ = std::fs::remove_file(&path);
                 return Err(e);
             }
-            next.segments.push(SegmentEntry { file, rows: live.len(), tombstones: None });
+            next.segments.push(SegmentEntry {
+                file,
+                rows: live.len(),
+                tombstones: None,
+            });
         }
         let new_segments = if live.is_empty() {
             Vec::new()
@@ -669,7 +734,8 @@ impl Index {
             let entry = entry.map_err(|e| Error::io(&self.dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let ours = (name.starts_with("seg-") && (name.ends_with(".usg") || name.ends_with(".del")))
+            let ours = (name.starts_with("seg-")
+                && (name.ends_with(".usg") || name.ends_with(".del")))
                 || (name.starts_with(".MANIFEST.json.tmp-"));
             if ours && !listed.contains(name) {
                 let _ = std::fs::remove_file(entry.path());

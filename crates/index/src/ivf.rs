@@ -48,10 +48,14 @@ impl BinaryIvf {
             .iter()
             .flat_map(|&r| codes[r * words..(r + 1) * words].iter().copied())
             .collect();
-        let mut centroids: Vec<u64> = sample(&mut rng, train_rows.len().max(1), nlist.min(train_rows.len().max(1)))
-            .into_iter()
-            .flat_map(|r| train[r * words..(r + 1) * words].iter().copied())
-            .collect();
+        let mut centroids: Vec<u64> = sample(
+            &mut rng,
+            train_rows.len().max(1),
+            nlist.min(train_rows.len().max(1)),
+        )
+        .into_iter()
+        .flat_map(|r| train[r * words..(r + 1) * words].iter().copied())
+        .collect();
         let mut assign = vec![0usize; train_rows.len()];
         for _ in 0..iterations {
             nearest_all(&centroids, &train, words, kernel, &mut assign);
@@ -89,7 +93,9 @@ impl BinaryIvf {
         nearest_all(&centroids, codes, words, kernel, &mut full_assign);
         let mut lists = vec![(Vec::new(), Vec::new()); centroids.len() / words];
         for (row, &c) in full_assign.iter().enumerate() {
-            lists[c].0.extend_from_slice(&codes[row * words..(row + 1) * words]);
+            lists[c]
+                .0
+                .extend_from_slice(&codes[row * words..(row + 1) * words]);
             lists[c].1.push(ids[row]);
         }
         BinaryIvf {
@@ -162,15 +168,25 @@ mod tests {
         let ivf = BinaryIvf::build(&codes, &ids, words, 20, 5, 1);
         let kernel = Kernel::detect();
         let exact_opts = ScanOptions::default();
-        let blocks = [CodeBlock { codes: &codes, ids: &ids, deleted: None }];
+        let blocks = [CodeBlock {
+            codes: &codes,
+            ids: &ids,
+            deleted: None,
+        }];
         let mut agree = 0;
         for q in 0..50 {
             let query = &codes[q * 37 * words..(q * 37 + 1) * words];
-            let exact = scan::search(&blocks, words, query, 10, &exact_opts).pop().unwrap();
+            let exact = scan::search(&blocks, words, query, 10, &exact_opts)
+                .pop()
+                .unwrap();
             assert_eq!(ivf.search(query, 10, ivf.nlist(), kernel), exact);
             let approx = ivf.search(query, 10, 2, kernel);
             agree += approx.iter().filter(|h| exact.contains(h)).count();
         }
-        assert!(agree as f64 / 500.0 > 0.9, "recall@10 with 2 probes: {}", agree as f64 / 500.0);
+        assert!(
+            agree as f64 / 500.0 > 0.9,
+            "recall@10 with 2 probes: {}",
+            agree as f64 / 500.0
+        );
     }
 }

@@ -88,7 +88,13 @@ mod tests {
 
     fn unpack(code: &[u8], dim: usize) -> Vec<f32> {
         (0..dim)
-            .map(|i| if code[i / 8] & (0x80 >> (i % 8)) != 0 { 1.0 } else { -1.0 })
+            .map(|i| {
+                if code[i / 8] & (0x80 >> (i % 8)) != 0 {
+                    1.0
+                } else {
+                    -1.0
+                }
+            })
             .collect()
     }
 
@@ -96,7 +102,11 @@ mod tests {
     fn asymmetric_score_is_inner_product_with_signs() {
         let query: Vec<f32> = (0..24).map(|i| (i as f32 * 0.37).sin()).collect();
         let code = [0b1010_0001u8, 0xff, 0x00];
-        let expected: f32 = query.iter().zip(unpack(&code, 24)).map(|(a, b)| a * b).sum();
+        let expected: f32 = query
+            .iter()
+            .zip(unpack(&code, 24))
+            .map(|(a, b)| a * b)
+            .sum();
         let got = AsymmetricQuery::new(&query).score(&code);
         assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
     }

@@ -28,8 +28,10 @@ impl CodeBlock<'_> {
 
     #[inline]
     fn is_deleted(&self, row: usize) -> bool {
-        self.deleted
-            .is_some_and(|bits| bits.get(row / 64).is_some_and(|w| (w >> (row % 64)) & 1 == 1))
+        self.deleted.is_some_and(|bits| {
+            bits.get(row / 64)
+                .is_some_and(|w| (w >> (row % 64)) & 1 == 1)
+        })
     }
 }
 
@@ -88,7 +90,9 @@ pub fn search(
                 .collect()
         })
     };
-    let mut merged = partials.pop().unwrap_or_else(|| vec![TopK::new(k); n_queries]);
+    let mut merged = partials
+        .pop()
+        .unwrap_or_else(|| vec![TopK::new(k); n_queries]);
     for part in partials {
         for (m, p) in merged.iter_mut().zip(part) {
             m.merge(p);
@@ -176,13 +180,23 @@ mod tests {
     use crate::kernels::hamming;
     use proptest::prelude::*;
 
-    fn brute(codes: &[u64], ids: &[u64], deleted: &[bool], words: usize, q: &[u64], k: usize) -> Vec<Hit> {
+    fn brute(
+        codes: &[u64],
+        ids: &[u64],
+        deleted: &[bool],
+        words: usize,
+        q: &[u64],
+        k: usize,
+    ) -> Vec<Hit> {
         let mut all: Vec<Hit> = codes
             .chunks_exact(words)
             .zip(ids)
             .zip(deleted)
             .filter(|(_, &del)| !del)
-            .map(|((c, &id), _)| Hit { distance: hamming(q, c), id })
+            .map(|((c, &id), _)| Hit {
+                distance: hamming(q, c),
+                id,
+            })
             .collect();
         all.sort();
         all.truncate(k);

@@ -147,7 +147,10 @@ pub fn write_segment<'a>(
     if let Some((dim, kind)) = layout.floats {
         for row in rows.clone() {
             let floats = row.floats.ok_or_else(|| {
-                Error::InvalidInput(format!("item {}: index keeps floats but none given", row.key))
+                Error::InvalidInput(format!(
+                    "item {}: index keeps floats but none given",
+                    row.key
+                ))
             })?;
             if floats.len() != dim {
                 return Err(Error::InvalidInput(format!(
@@ -190,7 +193,9 @@ pub fn write_segment<'a>(
     footer[8..16].copy_from_slice(&body_len.to_le_bytes());
     footer[16..24].copy_from_slice(FOOTER_MAGIC);
     writer.write_all(&footer).map_err(io)?;
-    let file = writer.into_inner().map_err(|e| Error::io(path, e.into_error()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| Error::io(path, e.into_error()))?;
     file.sync_all().map_err(io)?;
     Ok(())
 }
@@ -321,8 +326,10 @@ impl Segment {
         let strings_offset = read_u64(b, 48);
         let strings_len = read_u64(b, 56);
         let bad = |what: String| Err(Error::corrupt(path, what));
-        if bits == 0 || bits % 64 != 0 || bits > MAX_BITS {
-            return bad(format!("code width {bits} bits is not a multiple of 64 up to {MAX_BITS}"));
+        if bits == 0 || !bits.is_multiple_of(64) || bits > MAX_BITS {
+            return bad(format!(
+                "code width {bits} bits is not a multiple of 64 up to {MAX_BITS}"
+            ));
         }
         if flags & !(FLAG_FLOATS | FLAG_F16) != 0 {
             return bad(format!("unknown flags {flags:#x}"));
@@ -351,8 +358,7 @@ impl Segment {
         }
         let expect_ids = HEADER_LEN as u64 + rows * layout.code_bytes() as u64;
         let expect_floats = expect_ids + rows * 8;
-        let expect_strings =
-            expect_floats + (rows * layout.float_bytes() as u64).div_ceil(8) * 8;
+        let expect_strings = expect_floats + (rows * layout.float_bytes() as u64).div_ceil(8) * 8;
         if ids_offset != expect_ids
             || floats_offset != expect_floats
             || strings_offset != expect_strings
@@ -377,7 +383,10 @@ impl Segment {
     fn check_ids_and_strings(&self, strings_len: usize) -> Result<()> {
         let ids = self.ids();
         if ids.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(Error::corrupt(&self.path, "ids are not strictly increasing"));
+            return Err(Error::corrupt(
+                &self.path,
+                "ids are not strictly increasing",
+            ));
         }
         let offsets = self.string_offsets();
         let blob = (strings_len - offsets.len() * 8) as u64;
@@ -385,7 +394,10 @@ impl Segment {
             || offsets.windows(2).any(|w| w[0] > w[1])
             || offsets[offsets.len() - 1] > blob
         {
-            return Err(Error::corrupt(&self.path, "string table offsets out of order or range"));
+            return Err(Error::corrupt(
+                &self.path,
+                "string table offsets out of order or range",
+            ));
         }
         Ok(())
     }
@@ -446,7 +458,10 @@ impl Segment {
         let (dim, _) = self.layout.floats?;
         Some(match self.floats()? {
             FloatRows::F32(v) => v[row * dim..(row + 1) * dim].to_vec(),
-            FloatRows::F16(v) => v[row * dim..(row + 1) * dim].iter().map(|x| x.to_f32()).collect(),
+            FloatRows::F16(v) => v[row * dim..(row + 1) * dim]
+                .iter()
+                .map(|x| x.to_f32())
+                .collect(),
         })
     }
 

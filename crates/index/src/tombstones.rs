@@ -77,8 +77,13 @@ pub fn read(path: &Path, segment_rows: usize) -> Result<Vec<u32>> {
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
         .collect();
-    if rows.windows(2).any(|w| w[0] >= w[1]) || rows.last().is_some_and(|&r| r as usize >= segment_rows) {
-        return Err(Error::corrupt(path, "deleted rows unsorted or out of range"));
+    if rows.windows(2).any(|w| w[0] >= w[1])
+        || rows.last().is_some_and(|&r| r as usize >= segment_rows)
+    {
+        return Err(Error::corrupt(
+            path,
+            "deleted rows unsorted or out of range",
+        ));
     }
     Ok(rows)
 }

@@ -23,7 +23,12 @@ fn add_range(index: &mut Index, range: std::ops::Range<u64>) -> Vec<u64> {
     let codes: Vec<[u8; 32]> = range.clone().map(code_for).collect();
     let floats: Vec<Vec<f32>> = range.clone().map(floats_for).collect();
     let items: Vec<NewItem> = (0..keys.len())
-        .map(|j| NewItem { key: &keys[j], path: "p.jpg", code: &codes[j], floats: Some(&floats[j]) })
+        .map(|j| NewItem {
+            key: &keys[j],
+            path: "p.jpg",
+            code: &codes[j],
+            floats: Some(&floats[j]),
+        })
         .collect();
     index.add(&items).unwrap()
 }
@@ -31,22 +36,34 @@ fn add_range(index: &mut Index, range: std::ops::Range<u64>) -> Vec<u64> {
 #[test]
 fn add_remove_compact_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let config = IndexConfig { bits: 256, floats: Some((8, FloatKind::F32)) };
+    let config = IndexConfig {
+        bits: 256,
+        floats: Some((8, FloatKind::F32)),
+    };
     let mut index = Index::create(dir.path(), config).unwrap();
     let a = add_range(&mut index, 0..50);
     let b = add_range(&mut index, 50..80);
     assert_eq!(index.len(), 80);
     // self-search finds itself at distance 0
-    let hits = index.search(&code_for(60), 3, &ScanOptions::default()).unwrap();
+    let hits = index
+        .search(&code_for(60), 3, &ScanOptions::default())
+        .unwrap();
     assert_eq!((hits[0][0].id, hits[0][0].distance), (b[10], 0));
     assert_eq!(index.remove(&[a[3], b[10]]).unwrap(), 2);
     assert!(matches!(index.remove(&[a[3]]), Err(Error::UnknownItem(_))));
-    let hits = index.search(&code_for(60), 80, &ScanOptions::default()).unwrap();
+    let hits = index
+        .search(&code_for(60), 80, &ScanOptions::default())
+        .unwrap();
     assert_eq!(hits[0].len(), 78);
     assert!(hits[0].iter().all(|h| h.id != b[10]));
     // duplicate keys are refused and nothing is written
     let gen = index.stats().generation;
-    let dup = [NewItem { key: "item-1", path: "", code: &[0; 32], floats: Some(&[0.0; 8]) }];
+    let dup = [NewItem {
+        key: "item-1",
+        path: "",
+        code: &[0; 32],
+        floats: Some(&[0.0; 8]),
+    }];
     assert!(index.add(&dup).is_err());
     assert_eq!(index.stats().generation, gen);
     drop(index);
@@ -59,7 +76,10 @@ fn add_remove_compact_reopen() {
     assert_eq!(index.stats().segments, 1);
     assert_eq!(index.stats().deleted, 0);
     drop(index);
-    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(files.len(), 3, "{files:?}"); // LOCK, MANIFEST.json, one segment
     let index = Index::open(dir.path()).unwrap();
     assert_eq!(index.len(), 78);
@@ -68,7 +88,14 @@ fn add_remove_compact_reopen() {
     // float re-ranking puts the exact vector first
     let q = floats_for(7);
     let ranked = index
-        .search_reranked(&code_for(7), Some(&q), 5, 4, Rerank::Float, &ScanOptions::default())
+        .search_reranked(
+            &code_for(7),
+            Some(&q),
+            5,
+            4,
+            Rerank::Float,
+            &ScanOptions::default(),
+        )
         .unwrap();
     assert_eq!(ranked[0].id, a[7]);
     assert!((ranked[0].score.unwrap() - 1.0).abs() < 1e-5);
@@ -77,16 +104,40 @@ fn add_remove_compact_reopen() {
 #[test]
 fn second_writer_is_refused_and_readonly_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
-    let _w = Index::create(dir.path(), IndexConfig { bits: 64, floats: None }).unwrap();
-    assert!(matches!(Index::open_writable(dir.path()), Err(Error::Locked { .. })));
+    let _w = Index::create(
+        dir.path(),
+        IndexConfig {
+            bits: 64,
+            floats: None,
+        },
+    )
+    .unwrap();
+    assert!(matches!(
+        Index::open_writable(dir.path()),
+        Err(Error::Locked { .. })
+    ));
     let mut r = Index::open(dir.path()).unwrap();
-    assert!(r.add(&[NewItem { key: "x", path: "", code: &[0; 8], floats: None }]).is_err());
+    assert!(r
+        .add(&[NewItem {
+            key: "x",
+            path: "",
+            code: &[0; 8],
+            floats: None
+        }])
+        .is_err());
 }
 
 #[test]
 fn damaged_files_give_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut index = Index::create(dir.path(), IndexConfig { bits: 256, floats: Some((8, FloatKind::F16)) }).unwrap();
+    let mut index = Index::create(
+        dir.path(),
+        IndexConfig {
+            bits: 256,
+            floats: Some((8, FloatKind::F16)),
+        },
+    )
+    .unwrap();
     add_range(&mut index, 0..10);
     drop(index);
     let seg = std::fs::read_dir(dir.path())
@@ -104,10 +155,20 @@ fn damaged_files_give_clear_errors() {
     let msg = Index::open(dir.path()).unwrap_err().to_string();
     assert!(msg.contains("checksum"), "{msg}");
     std::fs::write(&seg, &good).unwrap();
-    std::fs::write(dir.path().join("MANIFEST.json"), "{\"format_version\": 1, \"bitz\": 3}").unwrap();
+    std::fs::write(
+        dir.path().join("MANIFEST.json"),
+        "{\"format_version\": 1, \"bitz\": 3}",
+    )
+    .unwrap();
     let msg = Index::open(dir.path()).unwrap_err().to_string();
-    assert!(msg.contains("MANIFEST.json") && msg.contains("bitz"), "{msg}");
-    assert!(matches!(Index::open(&dir.path().join("nope")), Err(Error::NotAnIndex { .. })));
+    assert!(
+        msg.contains("MANIFEST.json") && msg.contains("bitz"),
+        "{msg}"
+    );
+    assert!(matches!(
+        Index::open(&dir.path().join("nope")),
+        Err(Error::NotAnIndex { .. })
+    ));
 }
 
 /// The writer half of the crash test: adds and removes items forever, printing each committed
@@ -115,18 +176,34 @@ fn damaged_files_give_clear_errors() {
 #[test]
 #[ignore = "child process of the crash test"]
 fn crash_writer_child() {
-    let Ok(dir) = std::env::var("UNISIGHT_CRASH_DIR") else { return };
+    let Ok(dir) = std::env::var("UNISIGHT_CRASH_DIR") else {
+        return;
+    };
     let dir = Path::new(&dir);
     let mut index = match Index::open_writable(dir) {
         Ok(i) => i,
-        Err(Error::NotAnIndex { .. }) => Index::create(dir, IndexConfig { bits: 256, floats: Some((8, FloatKind::F32)) }).unwrap(),
+        Err(Error::NotAnIndex { .. }) => Index::create(
+            dir,
+            IndexConfig {
+                bits: 256,
+                floats: Some((8, FloatKind::F32)),
+            },
+        )
+        .unwrap(),
         Err(e) => panic!("{e}"),
     };
     // key numbers continue after the largest live one (removed keys may be reused: keys only
     // need to be unique among live items)
     let mut next = index
         .items()
-        .map(|i| i.unwrap().key.trim_start_matches("item-").parse::<u64>().unwrap() + 1)
+        .map(|i| {
+            i.unwrap()
+                .key
+                .trim_start_matches("item-")
+                .parse::<u64>()
+                .unwrap()
+                + 1
+        })
         .max()
         .unwrap_or(0);
     loop {
@@ -148,7 +225,10 @@ fn crash_writer_child() {
 
 #[test]
 fn killed_writer_loses_nothing_committed() {
-    let runs: usize = std::env::var("UNISIGHT_CRASH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let runs: usize = std::env::var("UNISIGHT_CRASH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
     let dir = tempfile::tempdir().unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
@@ -156,7 +236,13 @@ fn killed_writer_loses_nothing_committed() {
     let mut committed_total = 0;
     for run in 0..runs {
         let mut child = Command::new(&exe)
-            .args(["crash_writer_child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "crash_writer_child",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("UNISIGHT_CRASH_DIR", dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -164,7 +250,10 @@ fn killed_writer_loses_nothing_committed() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>()
+            BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+                .collect::<Vec<_>>()
         });
         std::thread::sleep(Duration::from_millis(rng.gen_range(10..150)));
         child.kill().unwrap();
@@ -173,7 +262,9 @@ fn killed_writer_loses_nothing_committed() {
         for line in reader.join().unwrap() {
             // libtest may print its "test ... " prefix on the first line
             let parts: Vec<&str> = line.split_whitespace().collect();
-            let start = parts.iter().position(|p| ["added", "removing", "removed"].contains(p));
+            let start = parts
+                .iter()
+                .position(|p| ["added", "removing", "removed"].contains(p));
             let parts = &parts[start.unwrap_or(parts.len())..];
             match parts {
                 ["added", first, n] => {
@@ -192,16 +283,24 @@ fn killed_writer_loses_nothing_committed() {
         // possibly the one batch committed but not yet acknowledged when the kill came
         let index = Index::open(dir.path()).unwrap_or_else(|e| panic!("run {run}: {e}"));
         for &id in live.iter().filter(|&&id| Some(id) != maybe_removed) {
-            let code = index.code(id).unwrap_or_else(|e| panic!("run {run}: id {id}: {e}"));
+            let code = index
+                .code(id)
+                .unwrap_or_else(|e| panic!("run {run}: id {id}: {e}"));
             let key = index.item(id).unwrap().key;
             let i: u64 = key.trim_start_matches("item-").parse().unwrap();
             assert_eq!(code, &code_for(i), "run {run}: id {id}");
         }
         let extra = index.len() as i64 - live.len() as i64;
-        assert!((-1..=7).contains(&extra), "run {run}: {extra} unacknowledged items");
+        assert!(
+            (-1..=7).contains(&extra),
+            "run {run}: {extra} unacknowledged items"
+        );
         // resync with what was committed but unacknowledged, so the next run's bookkeeping holds
         live = index.items().map(|i| i.unwrap().id).collect();
         committed_total = committed_total.max(index.stats().generation);
     }
-    assert!(committed_total > runs as u64, "the writer committed only {committed_total} times");
+    assert!(
+        committed_total > runs as u64,
+        "the writer committed only {committed_total} times"
+    );
 }

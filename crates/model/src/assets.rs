@@ -31,11 +31,12 @@ pub fn assets_dir() -> PathBuf {
 /// [`Error::MissingAsset`] saying which command fetches it.
 pub fn weights_path(dir: &Path, arch: Architecture) -> Result<PathBuf> {
     let prefix = format!("efficientnet-{}-", arch.short_name());
-    find(dir, |name| name.starts_with(&prefix) && name.ends_with(".pth")).ok_or_else(|| {
-        Error::MissingAsset {
-            what: format!("ImageNet weights efficientnet-{}-*.pth", arch.short_name()),
-            dir: dir.into(),
-        }
+    find(dir, |name| {
+        name.starts_with(&prefix) && name.ends_with(".pth")
+    })
+    .ok_or_else(|| Error::MissingAsset {
+        what: format!("ImageNet weights efficientnet-{}-*.pth", arch.short_name()),
+        dir: dir.into(),
     })
 }
 
@@ -48,7 +49,8 @@ pub fn onnxruntime_path(dir: &Path) -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     find(dir, |name| {
-        name.starts_with("libonnxruntime.so") || name.starts_with("libonnxruntime.") && name.ends_with(".dylib")
+        name.starts_with("libonnxruntime.so")
+            || name.starts_with("libonnxruntime.") && name.ends_with(".dylib")
     })
     .ok_or_else(|| Error::MissingAsset {
         what: "ONNX Runtime library libonnxruntime.so".into(),

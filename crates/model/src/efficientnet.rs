@@ -111,14 +111,38 @@ impl EfficientNetLite {
         for (i, &stride) in strides.iter().enumerate() {
             let p = format!("_blocks.{i}");
             let expand = if w.contains(&format!("{p}._expand_conv.weight")) {
-                Some(conv_bn(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, 1, device)?)
+                Some(conv_bn(
+                    w,
+                    &format!("{p}._expand_conv"),
+                    &format!("{p}._bn0"),
+                    1,
+                    1,
+                    device,
+                )?)
             } else {
                 None
             };
-            let dw_weight = w.get(&format!("{p}._depthwise_conv.weight"), &[None, Some(1), None, None])?;
+            let dw_weight = w.get(
+                &format!("{p}._depthwise_conv.weight"),
+                &[None, Some(1), None, None],
+            )?;
             let groups = dw_weight.shape[0];
-            let depthwise = conv_bn(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), stride, groups, device)?;
-            let project = conv_bn(w, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, 1, device)?;
+            let depthwise = conv_bn(
+                w,
+                &format!("{p}._depthwise_conv"),
+                &format!("{p}._bn1"),
+                stride,
+                groups,
+                device,
+            )?;
+            let project = conv_bn(
+                w,
+                &format!("{p}._project_conv"),
+                &format!("{p}._bn2"),
+                1,
+                1,
+                device,
+            )?;
             let in_ch = match &expand {
                 Some(e) => e.conv.weight.dims()[1],
                 None => groups,
@@ -189,8 +213,18 @@ impl EfficientNetLite {
             if let Some(e) = &block.expand {
                 put_conv_bn(out, e, &format!("{p}._expand_conv"), &format!("{p}._bn0"));
             }
-            put_conv_bn(out, &block.depthwise, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"));
-            put_conv_bn(out, &block.project, &format!("{p}._project_conv"), &format!("{p}._bn2"));
+            put_conv_bn(
+                out,
+                &block.depthwise,
+                &format!("{p}._depthwise_conv"),
+                &format!("{p}._bn1"),
+            );
+            put_conv_bn(
+                out,
+                &block.project,
+                &format!("{p}._project_conv"),
+                &format!("{p}._bn2"),
+            );
         }
         put_conv_bn(out, &self.head, "_conv_head", "_bn1");
         if let Some(fc) = &self.classifier {
@@ -219,9 +253,21 @@ pub fn values_of<const D: usize>(t: Tensor<D>) -> (Vec<usize>, Vec<f32>) {
     (shape, values)
 }
 
-fn conv_bn(w: &Weights, conv: &str, bn: &str, stride: usize, groups: usize, device: &Device) -> Result<ConvBn> {
+fn conv_bn(
+    w: &Weights,
+    conv: &str,
+    bn: &str,
+    stride: usize,
+    groups: usize,
+    device: &Device,
+) -> Result<ConvBn> {
     let weight = w.get(&format!("{conv}.weight"), &[None, None, None, None])?;
-    let [out_ch, in_per_group, kh, kw] = [weight.shape[0], weight.shape[1], weight.shape[2], weight.shape[3]];
+    let [out_ch, in_per_group, kh, kw] = [
+        weight.shape[0],
+        weight.shape[1],
+        weight.shape[2],
+        weight.shape[3],
+    ];
     let mut layer = Conv2dConfig::new([in_per_group * groups, out_ch], [kh, kw])
         .with_stride([stride, stride])
         .with_groups(groups)
@@ -230,12 +276,23 @@ fn conv_bn(w: &Weights, conv: &str, bn: &str, stride: usize, groups: usize, devi
         .init(device);
     layer.weight = Param::from_tensor(tensor::<4>(weight, device));
     let c = Some(out_ch);
-    let mut norm = BatchNormConfig::new(out_ch).with_epsilon(BN_EPSILON).init(device);
+    let mut norm = BatchNormConfig::new(out_ch)
+        .with_epsilon(BN_EPSILON)
+        .init(device);
     norm.gamma = Param::from_tensor(tensor::<1>(w.get(&format!("{bn}.weight"), &[c])?, device));
     norm.beta = Param::from_tensor(tensor::<1>(w.get(&format!("{bn}.bias"), &[c])?, device));
-    norm.running_mean = RunningState::new(tensor::<1>(w.get(&format!("{bn}.running_mean"), &[c])?, device));
-    norm.running_var = RunningState::new(tensor::<1>(w.get(&format!("{bn}.running_var"), &[c])?, device));
-    Ok(ConvBn { conv: layer, bn: norm })
+    norm.running_mean = RunningState::new(tensor::<1>(
+        w.get(&format!("{bn}.running_mean"), &[c])?,
+        device,
+    ));
+    norm.running_var = RunningState::new(tensor::<1>(
+        w.get(&format!("{bn}.running_var"), &[c])?,
+        device,
+    ));
+    Ok(ConvBn {
+        conv: layer,
+        bn: norm,
+    })
 }
 
 fn put_conv_bn(out: &mut Weights, unit: &ConvBn, conv: &str, bn: &str) {

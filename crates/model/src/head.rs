@@ -24,7 +24,10 @@ impl EmbeddingHead {
     pub fn new(projection: Option<(usize, usize, Vec<f32>)>, device: &Device) -> Self {
         EmbeddingHead {
             projection: projection.map(|(rows, cols, values)| {
-                Param::from_tensor(Tensor::from_data(TensorData::new(values, [rows, cols]), device))
+                Param::from_tensor(Tensor::from_data(
+                    TensorData::new(values, [rows, cols]),
+                    device,
+                ))
             }),
         }
     }
@@ -40,7 +43,12 @@ impl EmbeddingHead {
             Some(p) => x.matmul(p.val()),
             None => x,
         };
-        let norm = projected.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+        let norm = projected
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(1)
+            .sqrt()
+            .clamp_min(1e-12);
         let normalized = projected.clone() / norm;
         (projected, normalized)
     }
@@ -108,7 +116,10 @@ mod tests {
     #[test]
     fn layer_norm_centres_and_scales() {
         let device = Device::flex();
-        let x = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, -2.0, 0.0, 2.0, 8.0], [2, 4]), &device);
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0, -2.0, 0.0, 2.0, 8.0], [2, 4]),
+            &device,
+        );
         let y = layer_norm(x).into_data().try_to_vec::<f32>().unwrap();
         for row in y.chunks(4) {
             let mean: f32 = row.iter().sum::<f32>() / 4.0;

@@ -148,7 +148,10 @@ impl UnifiedModel {
     /// A `[B, 3, S, S]` tensor from NCHW values.
     pub fn input(&self, pixels: &[f32], batch: usize) -> Tensor<4> {
         let s = self.spec.input_size;
-        Tensor::from_data(TensorData::new(pixels.to_vec(), [batch, 3, s, s]), &self.device)
+        Tensor::from_data(
+            TensorData::new(pixels.to_vec(), [batch, 3, s, s]),
+            &self.device,
+        )
     }
 }
 

@@ -41,13 +41,20 @@ pub fn write(path: &Path, spec: &ModelSpec, weights: &Weights) -> Result<()> {
         })?;
     let metadata = HashMap::from([
         ("format".to_string(), FORMAT_NAME.to_string()),
-        ("format_version".to_string(), MODEL_FORMAT_VERSION.to_string()),
-        ("spec".to_string(), serde_json::to_string(spec).expect("spec serialises")),
+        (
+            "format_version".to_string(),
+            MODEL_FORMAT_VERSION.to_string(),
+        ),
+        (
+            "spec".to_string(),
+            serde_json::to_string(spec).expect("spec serialises"),
+        ),
     ]);
-    let data = safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| Error::BadWeights {
-        path: path.into(),
-        what: e.to_string(),
-    })?;
+    let data =
+        safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| Error::BadWeights {
+            path: path.into(),
+            what: e.to_string(),
+        })?;
     unisight_core::atomic::atomic_write_bytes(path, &data).map_err(|e| match e {
         unisight_core::Error::Io { path, source } => Error::Io { path, source },
         other => Error::io(path, std::io::Error::other(other.to_string())),
@@ -65,7 +72,8 @@ pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
         path: path.into(),
         what,
     };
-    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = meta.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT_NAME) {
         return Err(bad("metadata key `format` is not `unisight-model`".into()));
@@ -81,8 +89,11 @@ pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
             supported: MODEL_FORMAT_VERSION,
         });
     }
-    let spec: ModelSpec = serde_json::from_str(info.get("spec").ok_or_else(|| bad("metadata key `spec` missing".into()))?)
-        .map_err(|e| bad(format!("metadata key `spec`: {e}")))?;
+    let spec: ModelSpec = serde_json::from_str(
+        info.get("spec")
+            .ok_or_else(|| bad("metadata key `spec` missing".into()))?,
+    )
+    .map_err(|e| bad(format!("metadata key `spec`: {e}")))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
     let mut weights = Weights {
         source: path.into(),
@@ -90,7 +101,10 @@ pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
     };
     for (name, view) in tensors.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(bad(format!("tensor {name}: dtype {:?}, expected F32", view.dtype())));
+            return Err(bad(format!(
+                "tensor {name}: dtype {:?}, expected F32",
+                view.dtype()
+            )));
         }
         let values = view
             .data()

@@ -43,14 +43,48 @@ pub fn export(model: &UnifiedModel) -> Result<Vec<u8>> {
         let input = x.clone();
         let in_ch = channels_in(&weights, &p)?;
         if weights.contains(&format!("{p}._expand_conv.weight")) {
-            x = g.conv_bn(&weights, &format!("{p}._expand_conv"), &format!("{p}._bn0"), &x, 1, 1, &mut size)?;
+            x = g.conv_bn(
+                &weights,
+                &format!("{p}._expand_conv"),
+                &format!("{p}._bn0"),
+                &x,
+                1,
+                1,
+                &mut size,
+            )?;
             x = g.relu6(&x);
         }
-        let groups = weights.get(&format!("{p}._depthwise_conv.weight"), &[None, Some(1), None, None])?.shape[0];
-        x = g.conv_bn(&weights, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), &x, stride, groups, &mut size)?;
+        let groups = weights
+            .get(
+                &format!("{p}._depthwise_conv.weight"),
+                &[None, Some(1), None, None],
+            )?
+            .shape[0];
+        x = g.conv_bn(
+            &weights,
+            &format!("{p}._depthwise_conv"),
+            &format!("{p}._bn1"),
+            &x,
+            stride,
+            groups,
+            &mut size,
+        )?;
         x = g.relu6(&x);
-        x = g.conv_bn(&weights, &format!("{p}._project_conv"), &format!("{p}._bn2"), &x, 1, 1, &mut size)?;
-        let out_ch = weights.get(&format!("{p}._project_conv.weight"), &[None, None, None, None])?.shape[0];
+        x = g.conv_bn(
+            &weights,
+            &format!("{p}._project_conv"),
+            &format!("{p}._bn2"),
+            &x,
+            1,
+            1,
+            &mut size,
+        )?;
+        let out_ch = weights
+            .get(
+                &format!("{p}._project_conv.weight"),
+                &[None, None, None, None],
+            )?
+            .shape[0];
         if stride == 1 && in_ch == out_ch {
             x = g.node("Add", &[&x, &input], vec![]);
         }
@@ -58,16 +92,32 @@ pub fn export(model: &UnifiedModel) -> Result<Vec<u8>> {
     x = g.conv_bn(&weights, "_conv_head", "_bn1", &x, 1, 1, &mut size)?;
     x = g.relu6(&x);
     let pooled = g.node("GlobalAveragePool", &[&x], vec![]);
-    g.named_node("Flatten", &[&pooled], OUTPUT_FEATURES, vec![attr_int("axis", 1)]);
-    let ones = g.initializer("ln_scale", vec![spec.trunk_dim as i64], vec![1.0; spec.trunk_dim]);
+    g.named_node(
+        "Flatten",
+        &[&pooled],
+        OUTPUT_FEATURES,
+        vec![attr_int("axis", 1)],
+    );
+    let ones = g.initializer(
+        "ln_scale",
+        vec![spec.trunk_dim as i64],
+        vec![1.0; spec.trunk_dim],
+    );
     let ln = g.node(
         "LayerNormalization",
         &[OUTPUT_FEATURES, &ones],
-        vec![attr_int("axis", -1), attr_float("epsilon", LAYER_NORM_EPSILON as f32)],
+        vec![
+            attr_int("axis", -1),
+            attr_float("epsilon", LAYER_NORM_EPSILON as f32),
+        ],
     );
     if weights.contains(PROJECTION_KEY) {
         let p = weights.get(PROJECTION_KEY, &[Some(spec.trunk_dim), Some(spec.dim)])?;
-        let pw = g.initializer(PROJECTION_KEY, vec![spec.trunk_dim as i64, spec.dim as i64], p.values.clone());
+        let pw = g.initializer(
+            PROJECTION_KEY,
+            vec![spec.trunk_dim as i64, spec.dim as i64],
+            p.values.clone(),
+        );
         g.named_node("MatMul", &[&ln, &pw], OUTPUT_PROJECTED, vec![]);
     } else {
         g.named_node("Identity", &[&ln], OUTPUT_PROJECTED, vec![]);
@@ -79,11 +129,28 @@ pub fn export(model: &UnifiedModel) -> Result<Vec<u8>> {
         vec![attr_int("axis", 1), attr_int("p", 2)],
     );
     let s = spec.input_size as i64;
-    let inputs = vec![value_info(INPUT, &[Dim::Param("batch"), Dim::Value(3), Dim::Value(s), Dim::Value(s)])];
+    let inputs = vec![value_info(
+        INPUT,
+        &[
+            Dim::Param("batch"),
+            Dim::Value(3),
+            Dim::Value(s),
+            Dim::Value(s),
+        ],
+    )];
     let outputs = vec![
-        value_info(OUTPUT_EMBEDDING, &[Dim::Param("batch"), Dim::Value(spec.dim as i64)]),
-        value_info(OUTPUT_PROJECTED, &[Dim::Param("batch"), Dim::Value(spec.dim as i64)]),
-        value_info(OUTPUT_FEATURES, &[Dim::Param("batch"), Dim::Value(spec.trunk_dim as i64)]),
+        value_info(
+            OUTPUT_EMBEDDING,
+            &[Dim::Param("batch"), Dim::Value(spec.dim as i64)],
+        ),
+        value_info(
+            OUTPUT_PROJECTED,
+            &[Dim::Param("batch"), Dim::Value(spec.dim as i64)],
+        ),
+        value_info(
+            OUTPUT_FEATURES,
+            &[Dim::Param("batch"), Dim::Value(spec.trunk_dim as i64)],
+        ),
     ];
     Ok(g.finish(inputs, outputs))
 }
@@ -100,9 +167,17 @@ pub fn export_to_file(model: &UnifiedModel, path: &Path) -> Result<()> {
 
 fn channels_in(w: &Weights, p: &str) -> Result<usize> {
     Ok(if w.contains(&format!("{p}._expand_conv.weight")) {
-        w.get(&format!("{p}._expand_conv.weight"), &[None, None, None, None])?.shape[1]
+        w.get(
+            &format!("{p}._expand_conv.weight"),
+            &[None, None, None, None],
+        )?
+        .shape[1]
     } else {
-        w.get(&format!("{p}._depthwise_conv.weight"), &[None, Some(1), None, None])?.shape[0]
+        w.get(
+            &format!("{p}._depthwise_conv.weight"),
+            &[None, Some(1), None, None],
+        )?
+        .shape[0]
     })
 }
 
@@ -211,7 +286,10 @@ impl GraphBuilder {
             vec![
                 attr_ints("kernel_shape", &[kh as i64, kw as i64]),
                 attr_ints("strides", &[stride as i64, stride as i64]),
-                attr_ints("pads", &[top as i64, left as i64, bottom as i64, right as i64]),
+                attr_ints(
+                    "pads",
+                    &[top as i64, left as i64, bottom as i64, right as i64],
+                ),
                 attr_int("group", groups as i64),
             ],
         ))

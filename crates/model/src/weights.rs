@@ -73,7 +73,10 @@ impl Weights {
             what: format!("tensor {name} missing"),
         })?;
         let ok = t.shape.len() == shape.len()
-            && t.shape.iter().zip(shape).all(|(a, b)| b.is_none_or(|b| *a == b));
+            && t.shape
+                .iter()
+                .zip(shape)
+                .all(|(a, b)| b.is_none_or(|b| *a == b));
         if !ok {
             return Err(Error::BadWeights {
                 path: self.source.clone(),
@@ -91,6 +94,7 @@ impl Weights {
     /// Adds or replaces a tensor.
     pub fn insert(&mut self, name: impl Into<String>, shape: Vec<usize>, values: Vec<f32>) {
         debug_assert_eq!(shape.iter().product::<usize>(), values.len());
-        self.tensors.insert(name.into(), NamedTensor { shape, values });
+        self.tensors
+            .insert(name.into(), NamedTensor { shape, values });
     }
 }

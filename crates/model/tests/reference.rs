@@ -11,7 +11,9 @@ use unisight_model::UnifiedModel;
 
 fn reference_dir() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference");
-    dir.join("lite0_grocery_reference.npz").exists().then_some(dir)
+    dir.join("lite0_grocery_reference.npz")
+        .exists()
+        .then_some(dir)
 }
 
 fn read_npz(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
@@ -38,7 +40,12 @@ fn lite0_matches_reference_features_and_logits() {
     let out = model.forward(x);
     let (_, got_features) = values_of(out.features.clone());
     let (_, got_logits) = values_of(model.trunk.classify(out.features).unwrap());
-    let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let max_diff = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+    };
     let df = max_diff(&got_features, &features);
     let dl = max_diff(&got_logits, &logits);
     println!("max |diff| features {df:.2e}, logits {dl:.2e}");
@@ -53,7 +60,9 @@ fn lite0_matches_reference_features_and_logits() {
     let top1: Vec<&str> = got_logits
         .chunks(1000)
         .map(|row| {
-            let best = (0..1000).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap();
+            let best = (0..1000)
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                .unwrap();
             classes[best].as_str()
         })
         .collect();
