@@ -148,21 +148,28 @@ fn scan_shard(
     let n_queries = queries.len() / words.max(1);
     let mut tops = vec![TopK::new(k); n_queries];
     let chunk_rows = options.chunk_rows.max(1);
-    let mut dist = vec![0u32; chunk_rows];
+    let mut rows_buf = vec![0u32; chunk_rows];
+    let mut dist_buf = vec![0u32; chunk_rows];
     for (block, row_offset) in shard {
         for (chunk_index, codes) in block.codes.chunks(chunk_rows * words).enumerate() {
             let rows = codes.len() / words;
             let first = chunk_index * chunk_rows;
             let ids = &block.ids[first..first + rows];
             for (query, top) in queries.chunks_exact(words).zip(tops.iter_mut()) {
-                let dist = &mut dist[..rows];
-                options.kernel.distances(query, codes, dist);
                 let mut bound = top.bound();
-                for (r, (&d, &id)) in dist.iter().zip(ids).enumerate() {
-                    if d > bound.distance {
-                        continue;
-                    }
-                    let hit = Hit { distance: d, id };
+                let found = options.kernel.candidates(
+                    query,
+                    codes,
+                    bound.distance,
+                    &mut rows_buf,
+                    &mut dist_buf,
+                );
+                for (&r, &d) in rows_buf[..found].iter().zip(&dist_buf[..found]) {
+                    let r = r as usize;
+                    let hit = Hit {
+                        distance: d,
+                        id: ids[r],
+                    };
                     if hit < bound && !block.is_deleted(row_offset + first + r) {
                         top.push(hit);
                         bound = top.bound();

@@ -304,3 +304,37 @@ fn killed_writer_loses_nothing_committed() {
         "the writer committed only {committed_total} times"
     );
 }
+
+/// A frozen index of format version 1 (`tests/data/format_v1`, written by this test when
+/// missing and committed): every later build must still open it and read the same items.
+#[test]
+fn format_v1_fixture_still_opens() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format_v1");
+    if !fixture.join("MANIFEST.json").exists() {
+        let mut index = Index::create(
+            &fixture,
+            IndexConfig {
+                bits: 256,
+                floats: Some((8, FloatKind::F16)),
+            },
+        )
+        .unwrap();
+        add_range(&mut index, 0..20);
+        add_range(&mut index, 20..30);
+        index.remove(&[3, 25]).unwrap();
+        drop(index);
+        std::fs::remove_file(fixture.join("LOCK")).unwrap();
+    }
+    let index = Index::open(&fixture).unwrap();
+    assert_eq!(index.len(), 28);
+    assert_eq!(index.stats().segments, 2);
+    for id in (0..30u64).filter(|i| ![3, 25].contains(i)) {
+        assert_eq!(index.code(id).unwrap(), &code_for(id));
+        assert_eq!(index.item(id).unwrap().key, format!("item-{id}"));
+        let floats = index.floats(id).unwrap().unwrap();
+        for (a, b) in floats.iter().zip(floats_for(id)) {
+            assert!((a - b).abs() < 1e-3);
+        }
+    }
+    assert!(index.code(3).is_err());
+}

@@ -104,6 +104,65 @@ impl Kernel {
         }
     }
 
+    /// Rows of `codes` whose distance to `query` is at most `bound`: their row numbers go to
+    /// `rows` and distances to `dists` (both at least as long as the number of codes); returns
+    /// how many. Fusing the threshold into the kernel saves a store and a reload per code, and
+    /// the branch-free append keeps the loop free of mispredictions.
+    ///
+    /// # Panics
+    /// If the output buffers are shorter than the number of codes (a caller bug).
+    pub fn candidates(
+        self,
+        query: &[u64],
+        codes: &[u64],
+        bound: u32,
+        rows: &mut [u32],
+        dists: &mut [u32],
+    ) -> usize {
+        let words = query.len();
+        let n = codes.len() / words;
+        assert!(
+            rows.len() >= n && dists.len() >= n,
+            "candidate buffers too short"
+        );
+        match words {
+            4 => self.dispatch_candidates::<4>(query, codes, bound, rows, dists),
+            8 => self.dispatch_candidates::<8>(query, codes, bound, rows, dists),
+            16 => self.dispatch_candidates::<16>(query, codes, bound, rows, dists),
+            32 => self.dispatch_candidates::<32>(query, codes, bound, rows, dists),
+            _ => self.dispatch_candidates::<0>(query, codes, bound, rows, dists),
+        }
+    }
+
+    #[inline]
+    fn dispatch_candidates<const W: usize>(
+        self,
+        query: &[u64],
+        codes: &[u64],
+        bound: u32,
+        rows: &mut [u32],
+        dists: &mut [u32],
+    ) -> usize {
+        match self {
+            Kernel::Scalar => candidates_body::<W>(query, codes, bound, rows, dists),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Popcnt | Kernel::Avx2 => unsafe {
+                x86::candidates_popcnt::<W>(query, codes, bound, rows, dists)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Avx512 => unsafe {
+                x86::candidates_avx512::<W>(query, codes, bound, rows, dists)
+            },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Neon => unsafe { arm::candidates_neon::<W>(query, codes, bound, rows, dists) },
+            #[allow(unreachable_patterns)]
+            _ => candidates_body::<W>(query, codes, bound, rows, dists),
+        }
+    }
+
     #[inline]
     fn dispatch<const W: usize>(self, query: &[u64], codes: &[u64], out: &mut [u32]) {
         match self {
@@ -153,6 +212,40 @@ fn distances_body<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32])
     }
 }
 
+/// The portable thresholded body: branch-free append of (row, distance) for distance <= bound.
+#[inline(always)]
+fn candidates_body<const W: usize>(
+    query: &[u64],
+    codes: &[u64],
+    bound: u32,
+    rows: &mut [u32],
+    dists: &mut [u32],
+) -> usize {
+    let mut n = 0usize;
+    if W == 0 {
+        let words = query.len();
+        for (r, code) in codes.chunks_exact(words).enumerate() {
+            let d = hamming(query, code);
+            rows[n] = r as u32;
+            dists[n] = d;
+            n += (d <= bound) as usize;
+        }
+    } else {
+        let q: &[u64; W] = query.try_into().expect("query width equals W");
+        for (r, code) in codes.chunks_exact(W).enumerate() {
+            let code: &[u64; W] = code.try_into().expect("chunk width equals W");
+            let mut d = 0u32;
+            for w in 0..W {
+                d += (q[w] ^ code[w]).count_ones();
+            }
+            rows[n] = r as u32;
+            dists[n] = d;
+            n += (d <= bound) as usize;
+        }
+    }
+    n
+}
+
 mod scalar {
     pub(super) fn distances<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32]) {
         super::distances_body::<W>(query, codes, out)
@@ -170,6 +263,32 @@ mod x86 {
         out: &mut [u32],
     ) {
         super::distances_body::<W>(query, codes, out)
+    }
+
+    /// # Safety
+    /// The CPU must support POPCNT.
+    #[target_feature(enable = "popcnt")]
+    pub(super) unsafe fn candidates_popcnt<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        bound: u32,
+        rows: &mut [u32],
+        dists: &mut [u32],
+    ) -> usize {
+        super::candidates_body::<W>(query, codes, bound, rows, dists)
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F and AVX-512 VPOPCNTDQ.
+    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
+    pub(super) unsafe fn candidates_avx512<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        bound: u32,
+        rows: &mut [u32],
+        dists: &mut [u32],
+    ) -> usize {
+        super::candidates_body::<W>(query, codes, bound, rows, dists)
     }
 
     /// # Safety
@@ -197,6 +316,19 @@ mod x86 {
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
+    /// # Safety
+    /// The CPU must support NEON.
+    #[target_feature(enable = "neon")]
+    pub(super) unsafe fn candidates_neon<const W: usize>(
+        query: &[u64],
+        codes: &[u64],
+        bound: u32,
+        rows: &mut [u32],
+        dists: &mut [u32],
+    ) -> usize {
+        super::candidates_body::<W>(query, codes, bound, rows, dists)
+    }
+
     /// # Safety
     /// The CPU must support NEON.
     #[target_feature(enable = "neon")]
@@ -240,6 +372,12 @@ mod tests {
                 let mut out = vec![0u32; n];
                 kernel.distances(query, codes, &mut out);
                 prop_assert_eq!(&out, &expected, "kernel {:?}", kernel);
+                let bound = (words * 32) as u32;
+                let (mut rows, mut dists) = (vec![0u32; n], vec![0u32; n]);
+                let m = kernel.candidates(query, codes, bound, &mut rows, &mut dists);
+                let want: Vec<(u32, u32)> = expected.iter().enumerate().filter(|(_, &d)| d <= bound).map(|(r, &d)| (r as u32, d)).collect();
+                let got: Vec<(u32, u32)> = rows[..m].iter().copied().zip(dists[..m].iter().copied()).collect();
+                prop_assert_eq!(got, want, "candidates of kernel {:?}", kernel);
             }
         }
     }
