@@ -25,7 +25,7 @@ fn main() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let centres: Vec<u64> = (0..(n / 100).max(1) * words).map(|_| rng.gen()).collect();
     let n_centres = centres.len() / words;
-    let mut noisy = |rng: &mut rand_chacha::ChaCha8Rng, c: usize| -> Vec<u64> {
+    let noisy = |rng: &mut rand_chacha::ChaCha8Rng, c: usize| -> Vec<u64> {
         (0..words)
             .map(|w| {
                 let mut mask = 0u64;

@@ -25,7 +25,10 @@ fn main() {
         .map_or(500, |v| v.parse().expect("QUERIES is a number"));
     let set = EmbeddingSet::load(&dir).unwrap_or_else(|e| panic!("{e}"));
     let (n, dim) = (set.len(), set.dim);
-    assert!(set.code_bytes % 8 == 0, "D must be a multiple of 64");
+    assert!(
+        set.code_bytes.is_multiple_of(8),
+        "D must be a multiple of 64"
+    );
     let words = set.code_bytes / 8;
     let codes: Vec<u64> = set
         .codes

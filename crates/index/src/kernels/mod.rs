@@ -147,9 +147,12 @@ impl Kernel {
             Kernel::Scalar => candidates_body::<W>(query, codes, bound, rows, dists),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: see `dispatch`.
-            Kernel::Popcnt | Kernel::Avx2 => unsafe {
+            Kernel::Popcnt => unsafe {
                 x86::candidates_popcnt::<W>(query, codes, bound, rows, dists)
             },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Avx2 => unsafe { x86::candidates_avx2::<W>(query, codes, bound, rows, dists) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: see `dispatch`.
             Kernel::Avx512 => unsafe {
@@ -252,93 +255,50 @@ mod scalar {
     }
 }
 
+/// Compiles the portable bodies for one instruction set: a `distances` and a `candidates`
+/// function with `#[target_feature(enable = $features)]`.
+macro_rules! instantiate {
+    ($features:literal, $distances:ident, $candidates:ident) => {
+        /// # Safety
+        /// The CPU must support the target features named in the attribute.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $distances<const W: usize>(
+            query: &[u64],
+            codes: &[u64],
+            out: &mut [u32],
+        ) {
+            super::distances_body::<W>(query, codes, out)
+        }
+
+        /// # Safety
+        /// The CPU must support the target features named in the attribute.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $candidates<const W: usize>(
+            query: &[u64],
+            codes: &[u64],
+            bound: u32,
+            rows: &mut [u32],
+            dists: &mut [u32],
+        ) -> usize {
+            super::candidates_body::<W>(query, codes, bound, rows, dists)
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    /// # Safety
-    /// The CPU must support POPCNT.
-    #[target_feature(enable = "popcnt")]
-    pub(super) unsafe fn distances_popcnt<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        out: &mut [u32],
-    ) {
-        super::distances_body::<W>(query, codes, out)
-    }
-
-    /// # Safety
-    /// The CPU must support POPCNT.
-    #[target_feature(enable = "popcnt")]
-    pub(super) unsafe fn candidates_popcnt<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        bound: u32,
-        rows: &mut [u32],
-        dists: &mut [u32],
-    ) -> usize {
-        super::candidates_body::<W>(query, codes, bound, rows, dists)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX-512F and AVX-512 VPOPCNTDQ.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
-    pub(super) unsafe fn candidates_avx512<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        bound: u32,
-        rows: &mut [u32],
-        dists: &mut [u32],
-    ) -> usize {
-        super::candidates_body::<W>(query, codes, bound, rows, dists)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX2 and POPCNT.
-    #[target_feature(enable = "avx2,popcnt")]
-    pub(super) unsafe fn distances_avx2<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        out: &mut [u32],
-    ) {
-        super::distances_body::<W>(query, codes, out)
-    }
-
-    /// # Safety
-    /// The CPU must support AVX-512F and AVX-512 VPOPCNTDQ.
-    #[target_feature(enable = "avx512f,avx512vpopcntdq,popcnt")]
-    pub(super) unsafe fn distances_avx512<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        out: &mut [u32],
-    ) {
-        super::distances_body::<W>(query, codes, out)
-    }
+    instantiate!("popcnt", distances_popcnt, candidates_popcnt);
+    instantiate!("avx2,popcnt", distances_avx2, candidates_avx2);
+    instantiate!(
+        "avx512f,avx512vpopcntdq,popcnt",
+        distances_avx512,
+        candidates_avx512
+    );
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    /// # Safety
-    /// The CPU must support NEON.
-    #[target_feature(enable = "neon")]
-    pub(super) unsafe fn candidates_neon<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        bound: u32,
-        rows: &mut [u32],
-        dists: &mut [u32],
-    ) -> usize {
-        super::candidates_body::<W>(query, codes, bound, rows, dists)
-    }
-
-    /// # Safety
-    /// The CPU must support NEON.
-    #[target_feature(enable = "neon")]
-    pub(super) unsafe fn distances_neon<const W: usize>(
-        query: &[u64],
-        codes: &[u64],
-        out: &mut [u32],
-    ) {
-        super::distances_body::<W>(query, codes, out)
-    }
+    instantiate!("neon", distances_neon, candidates_neon);
 }
 
 #[cfg(test)]
