@@ -150,13 +150,46 @@ fn scan_shard(
     let chunk_rows = options.chunk_rows.max(1);
     let mut rows_buf = vec![0u32; chunk_rows];
     let mut dist_buf = vec![0u32; chunk_rows];
+    let mut found4: [Vec<(u32, u32)>; 4] = std::array::from_fn(|_| Vec::with_capacity(chunk_rows));
     for (block, row_offset) in shard {
         for (chunk_index, codes) in block.codes.chunks(chunk_rows * words).enumerate() {
             let rows = codes.len() / words;
             let first = chunk_index * chunk_rows;
             let ids = &block.ids[first..first + rows];
-            for (query, top) in queries.chunks_exact(words).zip(tops.iter_mut()) {
-                let mut bound = top.bound();
+            let offer = |top: &mut TopK, r: u32, d: u32| {
+                let r = r as usize;
+                let hit = Hit {
+                    distance: d,
+                    id: ids[r],
+                };
+                if hit < top.bound() && !block.is_deleted(row_offset + first + r) {
+                    top.push(hit);
+                }
+            };
+            let mut q = 0;
+            // four queries per pass over the chunk where the width has a 4-query kernel
+            while q + 4 <= n_queries {
+                let bounds: [u32; 4] = std::array::from_fn(|j| tops[q + j].bound().distance);
+                for list in found4.iter_mut() {
+                    list.clear();
+                }
+                if !options.kernel.candidates4(
+                    &queries[q * words..(q + 4) * words],
+                    codes,
+                    bounds,
+                    &mut found4,
+                ) {
+                    break;
+                }
+                for (j, list) in found4.iter().enumerate() {
+                    for &(r, d) in list {
+                        offer(&mut tops[q + j], r, d);
+                    }
+                }
+                q += 4;
+            }
+            for (query, top) in queries.chunks_exact(words).zip(tops.iter_mut()).skip(q) {
+                let bound = top.bound();
                 let found = options.kernel.candidates(
                     query,
                     codes,
@@ -165,15 +198,7 @@ fn scan_shard(
                     &mut dist_buf,
                 );
                 for (&r, &d) in rows_buf[..found].iter().zip(&dist_buf[..found]) {
-                    let r = r as usize;
-                    let hit = Hit {
-                        distance: d,
-                        id: ids[r],
-                    };
-                    if hit < bound && !block.is_deleted(row_offset + first + r) {
-                        top.push(hit);
-                        bound = top.bound();
-                    }
+                    offer(top, r, d);
                 }
             }
         }

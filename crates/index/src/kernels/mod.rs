@@ -166,6 +166,53 @@ impl Kernel {
         }
     }
 
+    /// [`Kernel::candidates`] for four queries at once (concatenated in `queries`), for the
+    /// code widths with unrolled instances (256, 512, 1024, 2048 bits); `false` when the width
+    /// has none, and the caller then scores the queries one by one.
+    pub fn candidates4(
+        self,
+        queries: &[u64],
+        codes: &[u64],
+        bounds: [u32; 4],
+        out: &mut [Vec<(u32, u32)>; 4],
+    ) -> bool {
+        match queries.len() / 4 {
+            4 => self.dispatch4::<4>(queries, codes, bounds, out),
+            8 => self.dispatch4::<8>(queries, codes, bounds, out),
+            16 => self.dispatch4::<16>(queries, codes, bounds, out),
+            32 => self.dispatch4::<32>(queries, codes, bounds, out),
+            _ => return false,
+        }
+        true
+    }
+
+    #[inline]
+    fn dispatch4<const W: usize>(
+        self,
+        queries: &[u64],
+        codes: &[u64],
+        bounds: [u32; 4],
+        out: &mut [Vec<(u32, u32)>; 4],
+    ) {
+        match self {
+            Kernel::Scalar => candidates4_body::<W>(queries, codes, bounds, out),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Popcnt => unsafe { x86::candidates4_popcnt::<W>(queries, codes, bounds, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Avx2 => unsafe { x86::candidates4_avx2::<W>(queries, codes, bounds, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Avx512 => unsafe { x86::candidates4_avx512::<W>(queries, codes, bounds, out) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: see `dispatch`.
+            Kernel::Neon => unsafe { arm::candidates4_neon::<W>(queries, codes, bounds, out) },
+            #[allow(unreachable_patterns)]
+            _ => candidates4_body::<W>(queries, codes, bounds, out),
+        }
+    }
+
     #[inline]
     fn dispatch<const W: usize>(self, query: &[u64], codes: &[u64], out: &mut [u32]) {
         match self {
@@ -249,6 +296,35 @@ fn candidates_body<const W: usize>(
     n
 }
 
+/// Four queries against each loaded code: the code's words are read once for four queries,
+/// and the loop overhead is shared. Candidates (distance <= the query's bound) are appended to
+/// that query's list as (row, distance).
+#[inline(always)]
+fn candidates4_body<const W: usize>(
+    queries: &[u64],
+    codes: &[u64],
+    bounds: [u32; 4],
+    out: &mut [Vec<(u32, u32)>; 4],
+) {
+    let q: [&[u64; W]; 4] = std::array::from_fn(|j| {
+        queries[j * W..(j + 1) * W]
+            .try_into()
+            .expect("query width equals W")
+    });
+    for (r, code) in codes.chunks_exact(W).enumerate() {
+        let code: &[u64; W] = code.try_into().expect("chunk width equals W");
+        for j in 0..4 {
+            let mut d = 0u32;
+            for w in 0..W {
+                d += (q[j][w] ^ code[w]).count_ones();
+            }
+            if d <= bounds[j] {
+                out[j].push((r as u32, d));
+            }
+        }
+    }
+}
+
 mod scalar {
     pub(super) fn distances<const W: usize>(query: &[u64], codes: &[u64], out: &mut [u32]) {
         super::distances_body::<W>(query, codes, out)
@@ -258,7 +334,19 @@ mod scalar {
 /// Compiles the portable bodies for one instruction set: a `distances` and a `candidates`
 /// function with `#[target_feature(enable = $features)]`.
 macro_rules! instantiate {
-    ($features:literal, $distances:ident, $candidates:ident) => {
+    ($features:literal, $distances:ident, $candidates:ident, $candidates4:ident) => {
+        /// # Safety
+        /// The CPU must support the target features named in the attribute.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn $candidates4<const W: usize>(
+            queries: &[u64],
+            codes: &[u64],
+            bounds: [u32; 4],
+            out: &mut [Vec<(u32, u32)>; 4],
+        ) {
+            super::candidates4_body::<W>(queries, codes, bounds, out)
+        }
+
         /// # Safety
         /// The CPU must support the target features named in the attribute.
         #[target_feature(enable = $features)]
@@ -287,18 +375,29 @@ macro_rules! instantiate {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    instantiate!("popcnt", distances_popcnt, candidates_popcnt);
-    instantiate!("avx2,popcnt", distances_avx2, candidates_avx2);
+    instantiate!(
+        "popcnt",
+        distances_popcnt,
+        candidates_popcnt,
+        candidates4_popcnt
+    );
+    instantiate!(
+        "avx2,popcnt",
+        distances_avx2,
+        candidates_avx2,
+        candidates4_avx2
+    );
     instantiate!(
         "avx512f,avx512vpopcntdq,popcnt",
         distances_avx512,
-        candidates_avx512
+        candidates_avx512,
+        candidates4_avx512
     );
 }
 
 #[cfg(target_arch = "aarch64")]
 mod arm {
-    instantiate!("neon", distances_neon, candidates_neon);
+    instantiate!("neon", distances_neon, candidates_neon, candidates4_neon);
 }
 
 #[cfg(test)]
