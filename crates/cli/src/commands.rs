@@ -314,7 +314,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 (_, RerankMode::Asymmetric) => Rerank::Asymmetric,
             };
             let options = ScanOptions {
-                threads: 2,
+                threads: std::thread::available_parallelism().map_or(1, usize::from),
                 ..ScanOptions::default()
             };
             let hits =

@@ -25,6 +25,8 @@ pub struct Input {
     pub file: PathBuf,
     /// Label, if the manifest gave one.
     pub label: Option<String>,
+    /// Domain (e.g. `store-photo`, `catalog`), if the manifest gave one.
+    pub domain: Option<String>,
 }
 
 /// Lists the inputs named by `input`: a folder, a `.csv` or a `.jsonl` manifest. `root`
@@ -100,6 +102,7 @@ fn list_folder(root: &Path) -> Result<Vec<Input>> {
                 path: rel,
                 file,
                 label: None,
+                domain: None,
             }
         })
         .collect())
@@ -118,7 +121,6 @@ struct Row {
 }
 
 fn to_input(row: Row, root: &Path, manifest: &Path, line: usize) -> Result<Input> {
-    let _ = row.domain;
     let file = resolve_inside(root, &row.path).ok_or_else(|| Error::Manifest {
         path: manifest.into(),
         line,
@@ -137,6 +139,7 @@ fn to_input(row: Row, root: &Path, manifest: &Path, line: usize) -> Result<Input
         path: row.path,
         file,
         label,
+        domain: row.domain,
     })
 }
 

@@ -187,10 +187,3 @@ impl Embedder for BurnEmbedder {
         "burn-flex"
     }
 }
-
-// burn modules hold their parameters behind locks that are Send
-#[allow(dead_code)]
-fn assert_send() {
-    fn is_send<T: Send>() {}
-    is_send::<BurnEmbedder>();
-}
