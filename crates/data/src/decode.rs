@@ -108,6 +108,22 @@ mod tests {
         out.into_inner()
     }
 
+    /// CRC-32 (ISO-HDLC), as PNG chunks use.
+    fn png_crc(bytes: &[u8]) -> u32 {
+        let mut crc = 0xffff_ffffu32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
     #[test]
     fn decodes_and_refuses_bad_input() {
         let limits = DecodeLimits::default();
@@ -133,14 +149,19 @@ mod tests {
 
     #[test]
     fn bomb_is_refused_from_the_header() {
-        // a PNG header claiming 30000 x 30000 with almost no data
+        // a valid PNG header claiming 30000 x 30000 pixels (2.7 GB decoded) with almost no data
         let mut bomb = png(1, 1);
-        // IHDR width/height are at bytes 16..24; the CRC will be wrong, but the size check
-        // must come first or the decoder must refuse: either way no 2.7 GB allocation
         bomb[16..20].copy_from_slice(&30000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&30000u32.to_be_bytes());
+        // IHDR's CRC-32 covers its type and data (bytes 12..29); fix it so that only our size
+        // check can refuse the file
+        let crc = png_crc(&bomb[12..29]);
+        bomb[29..33].copy_from_slice(&crc.to_be_bytes());
         let err = decode_rgb(&bomb, &DecodeLimits::default()).unwrap_err();
-        assert!(!err.is_empty());
+        assert!(
+            err.contains("30000x30000") && err.contains("refused before decoding"),
+            "{err}"
+        );
         let limits = DecodeLimits {
             max_pixels: 100,
             ..Default::default()
