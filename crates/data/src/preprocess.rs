@@ -11,14 +11,52 @@ use unisight_core::Preprocess;
 /// # Panics
 /// If `out` has the wrong length (a caller bug).
 pub fn to_input(image: &RgbImage, size: usize, preprocess: Preprocess, out: &mut [f32]) {
-    assert_eq!(out.len(), 3 * size * size, "input buffer length");
     let (w, h) = image.dimensions();
     let side = w.min(h);
-    let (left, top) = ((w - side) / 2, (h - side) / 2);
+    let crop = Crop {
+        left: (w - side) / 2,
+        top: (h - side) / 2,
+        width: side,
+        height: side,
+    };
+    crop_to_input(image, crop, false, [1.0; 3], size, preprocess, out);
+}
+
+/// A rectangle of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crop {
+    /// Left edge.
+    pub left: u32,
+    /// Top edge.
+    pub top: u32,
+    /// Width (> 0).
+    pub width: u32,
+    /// Height (> 0).
+    pub height: u32,
+}
+
+/// Writes the input values of `crop` of `image`, resized to `size` x `size`, optionally
+/// mirrored, with colour factors `[brightness, contrast, saturation]` (1 = unchanged) applied
+/// before scaling: the path of both plain embedding and training augmentation.
+///
+/// # Panics
+/// If `out` has the wrong length or the crop lies outside the image (caller bugs).
+pub fn crop_to_input(
+    image: &RgbImage,
+    crop: Crop,
+    flip: bool,
+    colour: [f32; 3],
+    size: usize,
+    preprocess: Preprocess,
+    out: &mut [f32],
+) {
+    assert_eq!(out.len(), 3 * size * size, "input buffer length");
+    assert!(crop.width > 0 && crop.height > 0, "empty crop");
     // crop first, then resize, as PIL did for the reference: the filter must not see pixels
     // outside the crop
-    let square = image::imageops::crop_imm(image, left, top, side, side).to_image();
-    let src = ImageRef::new(side, side, square.as_raw(), PixelType::U8x3)
+    let region =
+        image::imageops::crop_imm(image, crop.left, crop.top, crop.width, crop.height).to_image();
+    let src = ImageRef::new(crop.width, crop.height, region.as_raw(), PixelType::U8x3)
         .expect("RGB buffer matches its dimensions");
     let mut dst = Image::new(size as u32, size as u32, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
@@ -28,17 +66,97 @@ pub fn to_input(image: &RgbImage, size: usize, preprocess: Preprocess, out: &mut
     let pixels = dst.buffer();
     let plane = size * size;
     let affine = preprocess.affine();
+    let [brightness, contrast, saturation] = colour;
+    let plain = colour == [1.0; 3];
+    let mean_grey = if plain {
+        0.0
+    } else {
+        pixels
+            .chunks_exact(3)
+            .map(|p| grey(p[0] as f32, p[1] as f32, p[2] as f32))
+            .sum::<f32>()
+            / (plane as f32)
+            * brightness
+    };
     for (i, px) in pixels.chunks_exact(3).enumerate() {
+        let col = if flip { size - 1 - i % size } else { i % size };
+        let at = (i / size) * size + col;
+        let mut rgb = [px[0] as f32, px[1] as f32, px[2] as f32];
+        if !plain {
+            for v in &mut rgb {
+                *v *= brightness;
+            }
+            let g = grey(rgb[0], rgb[1], rgb[2]);
+            for v in &mut rgb {
+                *v = g + (*v - g) * saturation;
+                *v = (mean_grey + (*v - mean_grey) * contrast).clamp(0.0, 255.0);
+            }
+        }
         for c in 0..3 {
             let (offset, scale) = affine[c];
-            out[c * plane + i] = (px[c] as f32 - offset) * scale;
+            out[c * plane + at] = (rgb[c] - offset) * scale;
         }
     }
+}
+
+fn grey(r: f32, g: f32, b: f32) -> f32 {
+    0.299 * r + 0.587 * g + 0.114 * b
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn flip_mirrors_columns_and_colour_one_is_identity() {
+        let img = RgbImage::from_fn(8, 8, |x, _| image::Rgb([if x < 4 { 255 } else { 0 }, 0, 0]));
+        let crop = Crop {
+            left: 0,
+            top: 0,
+            width: 8,
+            height: 8,
+        };
+        let mut plain = vec![0f32; 3 * 8 * 8];
+        let mut flipped = plain.clone();
+        crop_to_input(
+            &img,
+            crop,
+            false,
+            [1.0; 3],
+            8,
+            Preprocess::Tf127,
+            &mut plain,
+        );
+        crop_to_input(
+            &img,
+            crop,
+            true,
+            [1.0; 3],
+            8,
+            Preprocess::Tf127,
+            &mut flipped,
+        );
+        for y in 0..8 {
+            for x in 0..8 {
+                assert_eq!(plain[y * 8 + x], flipped[y * 8 + 7 - x]);
+            }
+        }
+        let mut to = vec![0f32; 3 * 8 * 8];
+        to_input(&img, 8, Preprocess::Tf127, &mut to);
+        assert_eq!(to, plain);
+        // darker: every red value goes down
+        let mut dark = plain.clone();
+        crop_to_input(
+            &img,
+            crop,
+            false,
+            [0.5, 1.0, 1.0],
+            8,
+            Preprocess::Tf127,
+            &mut dark,
+        );
+        assert!(dark[0] < plain[0]);
+    }
 
     #[test]
     fn uniform_image_maps_to_its_scaled_value_and_crops_the_centre() {

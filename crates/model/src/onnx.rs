@@ -34,61 +34,8 @@ pub fn export(model: &UnifiedModel) -> Result<Vec<u8>> {
     let weights = model.to_weights();
     let spec = &model.spec;
     let mut g = GraphBuilder::default();
-    let mut size = spec.input_size;
-    let mut x = INPUT.to_string();
-    x = g.conv_bn(&weights, "_conv_stem", "_bn0", &x, 2, 1, &mut size)?;
-    x = g.relu6(&x);
-    for (i, &stride) in block_strides(spec.architecture).iter().enumerate() {
-        let p = format!("_blocks.{i}");
-        let input = x.clone();
-        let in_ch = channels_in(&weights, &p)?;
-        if weights.contains(&format!("{p}._expand_conv.weight")) {
-            x = g.conv_bn(
-                &weights,
-                &format!("{p}._expand_conv"),
-                &format!("{p}._bn0"),
-                &x,
-                1,
-                1,
-                &mut size,
-            )?;
-            x = g.relu6(&x);
-        }
-        let groups = weights
-            .get(
-                &format!("{p}._depthwise_conv.weight"),
-                &[None, Some(1), None, None],
-            )?
-            .shape[0];
-        x = g.conv_bn(
-            &weights,
-            &format!("{p}._depthwise_conv"),
-            &format!("{p}._bn1"),
-            &x,
-            stride,
-            groups,
-            &mut size,
-        )?;
-        x = g.relu6(&x);
-        x = g.conv_bn(
-            &weights,
-            &format!("{p}._project_conv"),
-            &format!("{p}._bn2"),
-            &x,
-            1,
-            1,
-            &mut size,
-        )?;
-        let out_ch = weights
-            .get(
-                &format!("{p}._project_conv.weight"),
-                &[None, None, None, None],
-            )?
-            .shape[0];
-        if stride == 1 && in_ch == out_ch {
-            x = g.node("Add", &[&x, &input], vec![]);
-        }
-    }
+    let blocks = block_strides(spec.architecture).len();
+    let (mut x, _, mut size) = trunk_prefix(&mut g, &weights, spec, blocks)?;
     x = g.conv_bn(&weights, "_conv_head", "_bn1", &x, 1, 1, &mut size)?;
     x = g.relu6(&x);
     let pooled = g.node("GlobalAveragePool", &[&x], vec![]);
@@ -152,6 +99,131 @@ pub fn export(model: &UnifiedModel) -> Result<Vec<u8>> {
             &[Dim::Param("batch"), Dim::Value(spec.trunk_dim as i64)],
         ),
     ];
+    Ok(g.finish(inputs, outputs))
+}
+
+/// Adds the stem and the first `end_block` MBConv blocks; returns the last output's name, its
+/// channel count and spatial size.
+fn trunk_prefix(
+    g: &mut GraphBuilder,
+    weights: &Weights,
+    spec: &unisight_core::ModelSpec,
+    end_block: usize,
+) -> Result<(String, usize, usize)> {
+    let mut size = spec.input_size;
+    let mut x = INPUT.to_string();
+    x = g.conv_bn(weights, "_conv_stem", "_bn0", &x, 2, 1, &mut size)?;
+    x = g.relu6(&x);
+    for (i, &stride) in block_strides(spec.architecture)
+        .iter()
+        .enumerate()
+        .take(end_block)
+    {
+        let p = format!("_blocks.{i}");
+        let input = x.clone();
+        let in_ch = channels_in(weights, &p)?;
+        if weights.contains(&format!("{p}._expand_conv.weight")) {
+            x = g.conv_bn(
+                weights,
+                &format!("{p}._expand_conv"),
+                &format!("{p}._bn0"),
+                &x,
+                1,
+                1,
+                &mut size,
+            )?;
+            x = g.relu6(&x);
+        }
+        let groups = weights
+            .get(
+                &format!("{p}._depthwise_conv.weight"),
+                &[None, Some(1), None, None],
+            )?
+            .shape[0];
+        x = g.conv_bn(
+            weights,
+            &format!("{p}._depthwise_conv"),
+            &format!("{p}._bn1"),
+            &x,
+            stride,
+            groups,
+            &mut size,
+        )?;
+        x = g.relu6(&x);
+        x = g.conv_bn(
+            weights,
+            &format!("{p}._project_conv"),
+            &format!("{p}._bn2"),
+            &x,
+            1,
+            1,
+            &mut size,
+        )?;
+        let out_ch = weights
+            .get(
+                &format!("{p}._project_conv.weight"),
+                &[None, None, None, None],
+            )?
+            .shape[0];
+        if stride == 1 && in_ch == out_ch {
+            x = g.node("Add", &[&x, &input], vec![]);
+        }
+    }
+    let channels = if end_block == 0 {
+        weights
+            .get("_conv_stem.weight", &[None, None, None, None])?
+            .shape[0]
+    } else {
+        weights
+            .get(
+                &format!("_blocks.{}._project_conv.weight", end_block - 1),
+                &[None, None, None, None],
+            )?
+            .shape[0]
+    };
+    Ok((x, channels, size))
+}
+
+/// Output of [`export_prefix`] graphs.
+pub const OUTPUT_MAP: &str = "map";
+
+/// Serialises the frozen front of `model`: the stem and blocks `0..end_block`, output [`OUTPUT_MAP`]
+/// `[batch, C, h, w]`. Training caches these maps once and trains the rest.
+///
+/// # Errors
+/// [`Error::BadWeights`] if a weight is missing; [`Error::InvalidConfig`] if `end_block` is 0 or
+/// past the last block.
+pub fn export_prefix(model: &UnifiedModel, end_block: usize) -> Result<Vec<u8>> {
+    let spec = &model.spec;
+    let blocks = block_strides(spec.architecture).len();
+    if end_block == 0 || end_block > blocks {
+        return Err(Error::InvalidConfig(format!(
+            "trunk prefix must end after block 1..={blocks}, not {end_block}"
+        )));
+    }
+    let weights = model.to_weights();
+    let mut g = GraphBuilder::default();
+    let (x, channels, size) = trunk_prefix(&mut g, &weights, spec, end_block)?;
+    g.named_node("Identity", &[&x], OUTPUT_MAP, vec![]);
+    let s = spec.input_size as i64;
+    let inputs = vec![value_info(
+        INPUT,
+        &[
+            Dim::Param("batch"),
+            Dim::Value(3),
+            Dim::Value(s),
+            Dim::Value(s),
+        ],
+    )];
+    let outputs = vec![value_info(
+        OUTPUT_MAP,
+        &[
+            Dim::Param("batch"),
+            Dim::Value(channels as i64),
+            Dim::Value(size as i64),
+            Dim::Value(size as i64),
+        ],
+    )];
     Ok(g.finish(inputs, outputs))
 }
 

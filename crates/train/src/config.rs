@@ -1,0 +1,518 @@
+//! The task file a user writes: datasets, tasks (label field, share, loss weight, proxies,
+//! evaluation), model and training settings. TOML; unknown keys are errors that name the key
+//! and line.
+//!
+//! ```toml
+//! seed = 1
+//! [model]
+//! architecture = "lite0"
+//! dim = 256
+//! train_from = "block14"
+//!
+//! [datasets.grocery]
+//! kind = "grocery-store"
+//! root = "../shared/data/grocery-store/dataset"
+//! train_splits = ["train", "iconic"]
+//!
+//! [[tasks]]
+//! name = "grocery-fine"
+//! sources = ["grocery"]
+//! label = "fine"
+//! [tasks.eval]
+//! queries = "grocery:test"
+//! gallery = "grocery:iconic"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use unisight_core::Architecture;
+use unisight_data::datasets::{label_fields, DatasetKind};
+
+use crate::network::TrainFrom;
+use crate::{Error, Result};
+
+/// The whole task file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Seed of everything random (sampling, augmentation, proxy init, negatives).
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Model settings.
+    #[serde(default)]
+    pub model: ModelConfig,
+    /// Optimisation settings.
+    #[serde(default)]
+    pub train: OptimConfig,
+    /// Augmentation of the cached views.
+    #[serde(default)]
+    pub augment: AugmentConfig,
+    /// Datasets by name.
+    pub datasets: BTreeMap<String, DatasetConfig>,
+    /// Tasks, each with its own proxy bank.
+    pub tasks: Vec<TaskConfig>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// Model settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// `lite0`, `lite1` or `lite2`.
+    #[serde(with = "arch_name")]
+    pub architecture: Architecture,
+    /// Embedding dimension D (bits of the code).
+    pub dim: usize,
+    /// First trainable part: `stem`, `blockN`, `head` or `pooled`.
+    pub train_from: TrainFrom,
+    /// Model file to start from instead of the ImageNet trunk.
+    pub init: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            architecture: Architecture::EfficientnetLite0,
+            dim: 256,
+            train_from: TrainFrom::Block(14),
+            init: None,
+        }
+    }
+}
+
+mod arch_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use unisight_core::Architecture;
+
+    pub fn serialize<S: Serializer>(a: &Architecture, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(a.short_name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Architecture, D::Error> {
+        let name = String::deserialize(d)?;
+        Architecture::from_short_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown architecture `{name}` (lite0, lite1, lite2)"
+            ))
+        })
+    }
+}
+
+/// Optimizer kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// AdamW (epsilon 1e-8, as PyTorch).
+    Adamw,
+    /// SGD with momentum.
+    Sgd,
+}
+
+/// Learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Schedule {
+    /// Cosine to zero at the last step.
+    Cosine,
+    /// x0.1 at 2/3 of the steps (and again at 8/9).
+    Step,
+    /// Constant.
+    Constant,
+}
+
+/// Optimisation settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    /// Images per mini-batch.
+    pub batch_size: usize,
+    /// Epochs; an epoch is the steps needed to pass once over the largest dataset.
+    pub epochs: Option<f64>,
+    /// Steps, instead of epochs.
+    pub steps: Option<usize>,
+    /// Optimizer.
+    pub optimizer: OptimizerKind,
+    /// Learning rate of the new parameters (projection, proxies).
+    pub lr: f64,
+    /// Learning rate of the trunk, as a fraction of `lr`.
+    pub trunk_lr_scale: f64,
+    /// Weight decay.
+    pub weight_decay: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// Steps at the start that train only the new parameters.
+    pub warmup_steps: Option<usize>,
+    /// Decay after warm-up.
+    pub schedule: Schedule,
+    /// Softmax temperature of the normalized-softmax loss.
+    pub temperature: f64,
+    /// Augmented views cached per training image (cached-trunk modes).
+    pub views: usize,
+    /// Steps between checkpoints.
+    pub checkpoint_every: usize,
+    /// Steps between validation runs (0: only at the end).
+    pub validate_every: usize,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            batch_size: 64,
+            epochs: None,
+            steps: None,
+            optimizer: OptimizerKind::Adamw,
+            lr: 1e-3,
+            trunk_lr_scale: 0.1,
+            weight_decay: 1e-4,
+            momentum: 0.9,
+            warmup_steps: None,
+            schedule: Schedule::Cosine,
+            temperature: 0.05,
+            views: 4,
+            checkpoint_every: 100,
+            validate_every: 250,
+        }
+    }
+}
+
+/// Augmentation of training images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AugmentConfig {
+    /// Random resized crop: area fraction range.
+    pub crop_scale: [f32; 2],
+    /// Random resized crop: aspect ratio range.
+    pub crop_ratio: [f32; 2],
+    /// Horizontal flip with probability 1/2.
+    pub flip: bool,
+    /// Colour jitter strength (brightness, contrast, saturation, each in 1 +- this).
+    pub jitter: f32,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            crop_scale: [0.25, 1.0],
+            crop_ratio: [0.75, 4.0 / 3.0],
+            flip: true,
+            jitter: 0.3,
+        }
+    }
+}
+
+/// A dataset on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// Its layout.
+    pub kind: DatasetKind,
+    /// Its root folder (relative paths are relative to the task file).
+    pub root: PathBuf,
+    /// Splits used for training.
+    #[serde(default = "default_train_splits")]
+    pub train_splits: Vec<String>,
+    /// Sampling share in every mini-batch (default: equal shares).
+    pub share: Option<f64>,
+    /// Each training image of this dataset counts this many times in the loss (e.g. to weigh
+    /// up catalog images).
+    #[serde(default)]
+    pub domain_weights: BTreeMap<String, f64>,
+}
+
+fn default_train_splits() -> Vec<String> {
+    vec!["train".into()]
+}
+
+/// Proxy set of a task's softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// Every class.
+    All,
+    /// Batch positives + sampled negatives up to `proxy_budget`.
+    Sampled,
+}
+
+/// A task: one label field over one or more datasets, its own proxy bank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Name, used in reports and the model file.
+    pub name: String,
+    /// Datasets it reads.
+    pub sources: Vec<String>,
+    /// Label field (`fine`, `coarse`, `class`, `label`, `engagement`).
+    pub label: String,
+    /// Loss weight.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Sampling share, split over its sources (overrides dataset shares where given).
+    pub share: Option<f64>,
+    /// Softmax over all proxies or a sample.
+    #[serde(default = "default_proxy_mode")]
+    pub proxies: ProxyMode,
+    /// Proxies per softmax in `sampled` mode.
+    #[serde(default = "default_budget")]
+    pub proxy_budget: usize,
+    /// Evaluation sets.
+    pub eval: Option<EvalConfig>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_proxy_mode() -> ProxyMode {
+    ProxyMode::All
+}
+
+fn default_budget() -> usize {
+    8192
+}
+
+/// Query and gallery sets of a task (`dataset:split`; gallery `self` = leave-one-out among
+/// the queries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Query set for the final evaluation.
+    pub queries: String,
+    /// Gallery set.
+    pub gallery: String,
+    /// Query set for validation during training (default: none).
+    pub validation: Option<String>,
+    /// k of Recall@k.
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+}
+
+fn default_ks() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+
+/// A `dataset:split` reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetRef {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split name.
+    pub split: String,
+}
+
+impl SetRef {
+    /// Parses `dataset:split`.
+    pub fn parse(s: &str) -> Option<SetRef> {
+        let (dataset, split) = s.split_once(':')?;
+        (!dataset.is_empty() && !split.is_empty()).then(|| SetRef {
+            dataset: dataset.into(),
+            split: split.into(),
+        })
+    }
+}
+
+impl TrainConfig {
+    /// Reads and checks a task file; dataset roots become relative to its folder.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the key (and line, for TOML syntax and unknown keys).
+    pub fn load(path: &Path) -> Result<TrainConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut config: TrainConfig = toml::from_str(&text).map_err(|e| Error::Config {
+            path: path.into(),
+            what: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for d in config.datasets.values_mut() {
+            if d.root.is_relative() {
+                d.root = base.join(&d.root);
+            }
+        }
+        if let Some(init) = &mut config.model.init {
+            if init.is_relative() {
+                *init = base.join(&*init);
+            }
+        }
+        config.check().map_err(|what| Error::Config {
+            path: path.into(),
+            what,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks references between keys; the message names the key.
+    ///
+    /// # Errors
+    /// A message naming the offending key.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.tasks.is_empty() {
+            return Err("`tasks`: at least one task is needed".into());
+        }
+        let m = &self.model;
+        if m.dim == 0 || m.dim % 64 != 0 || m.dim > unisight_model::efficientnet::FEATURE_DIM {
+            return Err(format!(
+                "`model.dim` = {}: must be a multiple of 64 up to 1280",
+                m.dim
+            ));
+        }
+        let t = &self.train;
+        if t.batch_size < 2 {
+            return Err("`train.batch_size` must be at least 2".into());
+        }
+        if t.epochs.is_none() == t.steps.is_none() {
+            return Err("`train`: give exactly one of `epochs` and `steps`".into());
+        }
+        if !(t.temperature > 0.0) {
+            return Err("`train.temperature` must be positive".into());
+        }
+        if t.views == 0 {
+            return Err("`train.views` must be at least 1".into());
+        }
+        for (name, d) in &self.datasets {
+            if d.share.is_some_and(|s| !(s > 0.0)) {
+                return Err(format!("`datasets.{name}.share` must be positive"));
+            }
+            if d.train_splits.is_empty() {
+                return Err(format!("`datasets.{name}.train_splits` is empty"));
+            }
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, task) in self.tasks.iter().enumerate() {
+            let key = format!("tasks[{i}] ({})", task.name);
+            if !names.insert(&task.name) {
+                return Err(format!("{key}: `name` is used twice"));
+            }
+            if task.sources.is_empty() {
+                return Err(format!("{key}: `sources` is empty"));
+            }
+            for s in &task.sources {
+                let d = self.datasets.get(s).ok_or_else(|| {
+                    format!("{key}: `sources` names `{s}`, which is not in `datasets`")
+                })?;
+                let fields = label_fields(&d.kind);
+                if task.label != "engagement" && !fields.contains(&task.label.as_str()) {
+                    return Err(format!(
+                        "{key}: `label` = `{}` is not a label of dataset `{s}` ({})",
+                        task.label,
+                        fields.join(", ")
+                    ));
+                }
+            }
+            if task.share.is_some_and(|s| !(s > 0.0)) || !(task.weight >= 0.0) {
+                return Err(format!(
+                    "{key}: `share` must be positive and `weight` non-negative"
+                ));
+            }
+            if task.proxy_budget < 2 {
+                return Err(format!("{key}: `proxy_budget` must be at least 2"));
+            }
+            if let Some(e) = &task.eval {
+                for (field, v) in [
+                    ("queries", Some(&e.queries)),
+                    ("gallery", Some(&e.gallery)),
+                    ("validation", e.validation.as_ref()),
+                ] {
+                    let Some(v) = v else { continue };
+                    if field == "gallery" && v == "self" {
+                        continue;
+                    }
+                    let r = SetRef::parse(v).ok_or_else(|| {
+                        format!("{key}: `eval.{field}` = `{v}`: expected `dataset:split`")
+                    })?;
+                    if !self.datasets.contains_key(&r.dataset) {
+                        return Err(format!(
+                            "{key}: `eval.{field}` names dataset `{}`, which is not in `datasets`",
+                            r.dataset
+                        ));
+                    }
+                }
+                if e.k.is_empty() || e.k.contains(&0) {
+                    return Err(format!(
+                        "{key}: `eval.k` must be a non-empty list of positive integers"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+seed = 3
+[model]
+architecture = "lite0"
+dim = 256
+train_from = "block14"
+[train]
+steps = 10
+[datasets.grocery]
+kind = "grocery-store"
+root = "data/grocery"
+train_splits = ["train", "iconic"]
+[datasets.clothing]
+kind = "image-folder"
+root = "/abs/clothing"
+[[tasks]]
+name = "fine"
+sources = ["grocery"]
+label = "fine"
+[tasks.eval]
+queries = "grocery:test"
+gallery = "grocery:iconic"
+[[tasks]]
+name = "clothing"
+sources = ["clothing"]
+label = "class"
+proxies = "sampled"
+proxy_budget = 4
+"#;
+
+    fn load(text: &str) -> Result<TrainConfig> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tasks.toml");
+        std::fs::write(&path, text).unwrap();
+        TrainConfig::load(&path)
+    }
+
+    #[test]
+    fn reads_a_task_file_and_resolves_roots() {
+        let c = load(GOOD).unwrap();
+        assert_eq!(c.seed, 3);
+        assert_eq!(c.model.train_from, TrainFrom::Block(14));
+        assert_eq!(c.tasks[1].proxies, ProxyMode::Sampled);
+        assert!(
+            c.datasets["grocery"].root.ends_with("data/grocery")
+                && c.datasets["grocery"].root.is_absolute()
+        );
+        assert_eq!(c.datasets["clothing"].root, PathBuf::from("/abs/clothing"));
+        assert_eq!(c.train.temperature, 0.05);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let err = |text: &str| load(text).unwrap_err().to_string();
+        let e = err(&GOOD.replace("proxy_budget = 4", "proxy_budget = 4\nlearning_rate = 3"));
+        assert!(e.contains("learning_rate") && e.contains("line"), "{e}");
+        let e = err(&GOOD.replace("label = \"class\"", "label = \"fine\""));
+        assert!(
+            e.contains("tasks[1] (clothing)") && e.contains("`label`"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("sources = [\"clothing\"]", "sources = [\"shoes\"]"));
+        assert!(e.contains("`shoes`"), "{e}");
+        let e = err(&GOOD.replace("gallery = \"grocery:iconic\"", "gallery = \"iconic\""));
+        assert!(e.contains("eval.gallery"), "{e}");
+        let e = err(&GOOD.replace("train_from = \"block14\"", "train_from = \"layer3\""));
+        assert!(e.contains("layer3"), "{e}");
+        let e = err(&GOOD.replace("steps = 10", ""));
+        assert!(e.contains("epochs"), "{e}");
+    }
+}

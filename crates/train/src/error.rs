@@ -1,0 +1,55 @@
+use std::path::PathBuf;
+
+/// Errors of the training library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A task config that cannot be used; `what` names the key or line.
+    #[error("{}: {what}", path.display())]
+    Config {
+        /// The config file.
+        path: PathBuf,
+        /// What is wrong, naming the key.
+        what: String,
+    },
+    /// A dataset that cannot be read; `what` names the file and line.
+    #[error("{0}")]
+    Data(String),
+    /// Model weights or files.
+    #[error(transparent)]
+    Model(#[from] unisight_model::Error),
+    /// ONNX Runtime.
+    #[error(transparent)]
+    Runtime(#[from] unisight_embed::Error),
+    /// Files and artifacts.
+    #[error(transparent)]
+    Core(#[from] unisight_core::Error),
+    /// I/O on a named file.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A checkpoint or cache that does not belong to this run or is damaged.
+    #[error("{}: {what}", path.display())]
+    Resume {
+        /// The file.
+        path: PathBuf,
+        /// What does not match.
+        what: String,
+    },
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

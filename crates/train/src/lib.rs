@@ -1,0 +1,18 @@
+//! Multi-task deep metric learning for the unified embedding (Zhai et al., KDD 2019; Zhai & Wu,
+//! BMVC 2019).
+//!
+//! - [`network`]: the trainable part of the model (trunk tail with folded batch norm, head,
+//!   one proxy bank per task);
+//! - [`loss`]: the normalized-softmax loss with proxy subsampling;
+//! - [`config`]: the task file; [`plan`]: training images, tasks and the multi-task sampler;
+//! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime.
+#![deny(missing_docs)]
+
+pub mod cache;
+pub mod config;
+mod error;
+pub mod loss;
+pub mod network;
+pub mod plan;
+
+pub use error::{Error, Result};

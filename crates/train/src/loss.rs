@@ -1,0 +1,159 @@
+//! The normalized-softmax loss of "Classification is a Strong Baseline for Deep Metric Learning":
+//! cross-entropy over cosine(embedding, proxy) / temperature, one L2-normalised proxy per class,
+//! with optional proxy subsampling for tasks with very many classes.
+
+use std::collections::BTreeSet;
+
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::index::sample;
+use rand::Rng;
+
+/// Which proxies the softmax runs over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxySet {
+    /// Every class of the task.
+    All,
+    /// The classes present in the batch plus uniformly sampled negatives, `budget` in all
+    /// (or every class, when the task has no more than that).
+    Sampled {
+        /// Number of proxies in the softmax.
+        budget: usize,
+    },
+}
+
+/// The rows of a batch that carry a label of one task, and those labels.
+#[derive(Debug, Clone, Default)]
+pub struct TaskTargets {
+    /// Row indices into the batch.
+    pub rows: Vec<usize>,
+    /// Class index per row.
+    pub labels: Vec<usize>,
+}
+
+/// The classes the softmax runs over: the labels present first, then sampled negatives;
+/// sorted, so the result does not depend on batch order.
+pub fn proxy_subset<R: Rng>(
+    labels: &[usize],
+    classes: usize,
+    set: ProxySet,
+    rng: &mut R,
+) -> Vec<usize> {
+    match set {
+        ProxySet::All => (0..classes).collect(),
+        ProxySet::Sampled { budget } if budget >= classes => (0..classes).collect(),
+        ProxySet::Sampled { budget } => {
+            let mut chosen: BTreeSet<usize> = labels.iter().copied().collect();
+            let want = budget.max(chosen.len());
+            // rejection is cheap: the budget is far below the class count here
+            let mut extra =
+                sample(rng, classes, (want - chosen.len()).min(classes) * 2 + 8).into_iter();
+            while chosen.len() < want {
+                match extra.next() {
+                    Some(c) => {
+                        chosen.insert(c);
+                    }
+                    None => {
+                        chosen.insert(rng.gen_range(0..classes));
+                    }
+                }
+            }
+            chosen.into_iter().collect()
+        }
+    }
+}
+
+/// Normalized-softmax loss of one task (mean over its rows).
+///
+/// # Shapes
+/// `embeddings`: `[B, D]`, L2-normalised; `proxies`: `[classes, D]` (normalised here).
+pub fn normalized_softmax<R: Rng>(
+    embeddings: &Tensor<2>,
+    proxies: Tensor<2>,
+    targets: &TaskTargets,
+    temperature: f64,
+    set: ProxySet,
+    rng: &mut R,
+    device: &Device,
+) -> Tensor<1> {
+    let [classes, _] = proxies.dims();
+    let subset = proxy_subset(&targets.labels, classes, set, rng);
+    let proxies = if subset.len() == classes {
+        proxies
+    } else {
+        proxies.select(0, int_tensor(&subset, device))
+    };
+    let norm = proxies
+        .clone()
+        .powi_scalar(2)
+        .sum_dim(1)
+        .sqrt()
+        .clamp_min(1e-12);
+    let proxies = proxies / norm;
+    let rows = embeddings
+        .clone()
+        .select(0, int_tensor(&targets.rows, device));
+    let logits = rows.matmul(proxies.transpose()) / temperature;
+    let local: Vec<usize> = targets
+        .labels
+        .iter()
+        .map(|l| subset.binary_search(l).expect("labels are in the subset"))
+        .collect();
+    let n = local.len();
+    let picked = log_softmax(logits, 1).gather(1, int_tensor(&local, device).reshape([n, 1]));
+    picked.mean().neg()
+}
+
+fn int_tensor(values: &[usize], device: &Device) -> Tensor<1, Int> {
+    let v: Vec<i64> = values.iter().map(|&x| x as i64).collect();
+    Tensor::from_data(TensorData::new(v, [values.len()]), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn subset_holds_the_batch_labels_and_the_budget() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let s = proxy_subset(
+            &[5, 999_999, 5],
+            1_000_000,
+            ProxySet::Sampled { budget: 100 },
+            &mut rng,
+        );
+        assert_eq!(s.len(), 100);
+        assert!(s.contains(&5) && s.contains(&999_999));
+        assert!(s.windows(2).all(|w| w[0] < w[1]));
+        let all = proxy_subset(&[1], 10, ProxySet::Sampled { budget: 100 }, &mut rng);
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn loss_matches_a_hand_computation() {
+        let device = Device::flex();
+        // two embeddings, three proxies (unnormalised: the loss normalises them)
+        let e = Tensor::<2>::from_data(
+            TensorData::new(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2]),
+            &device,
+        );
+        let p = Tensor::<2>::from_data(
+            TensorData::new(vec![2.0f32, 0.0, 0.0, 3.0, -1.0, 0.0], [3, 2]),
+            &device,
+        );
+        let targets = TaskTargets {
+            rows: vec![0, 1],
+            labels: vec![0, 2],
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let loss = normalized_softmax(&e, p, &targets, 0.5, ProxySet::All, &mut rng, &device);
+        let got = loss.into_data().try_to_vec::<f32>().unwrap()[0];
+        // row 0: cosines (1, 0, -1) / 0.5 = (2, 0, -2), label 0
+        let l0 = -(2f64 - (2f64.exp() + 1.0 + (-2f64).exp()).ln());
+        // row 1: cosines (0, 1, 0) / 0.5 = (0, 2, 0), label 2
+        let l1 = -(0f64 - (1.0 + 2f64.exp() + 1.0).ln());
+        let want = (l0 + l1) / 2.0;
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+    }
+}
