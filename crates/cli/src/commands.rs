@@ -91,6 +91,34 @@ enum Command {
         backend: Backend,
     },
     /// Build and change binary-code indexes.
+    /// Train a unified (or, with one task, specialized) embedding from a task file.
+    Train {
+        /// The task file (TOML: datasets, tasks, model, training).
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write the trained model file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Folder that relative dataset roots are resolved in (default: the task file's folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Checkpoints, history.json, report.json and charts (default: OUT.run/). A run
+        /// resumes from the latest checkpoint here.
+        #[arg(long)]
+        work_dir: Option<PathBuf>,
+        /// Trunk-map caches, shared between runs (default: .cache/trunk).
+        #[arg(long)]
+        cache_dir: Option<PathBuf>,
+        /// Override the task file's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop after this step, checkpointed, as if interrupted (rerun to resume).
+        #[arg(long)]
+        stop_after: Option<usize>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
     Index {
         #[command(subcommand)]
         command: IndexCommand,
@@ -278,6 +306,79 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "{{\"backend\":\"{}\",\"batch\":{batch},\"images_per_second\":{rate:.2}}}",
                 embedder.backend()
+            );
+            Ok(())
+        }
+        Command::Train {
+            config,
+            out,
+            data_dir,
+            work_dir,
+            cache_dir,
+            seed,
+            stop_after,
+            quiet,
+        } => {
+            let mut config = unisight_train::config::TrainConfig::load_with_data_dir(
+                &config,
+                data_dir.as_deref(),
+            )?;
+            if let Some(seed) = seed {
+                config.seed = seed;
+            }
+            let work_dir = work_dir.unwrap_or_else(|| {
+                let mut name = out.file_name().unwrap_or_default().to_os_string();
+                name.push(".run");
+                out.with_file_name(name)
+            });
+            let options = unisight_train::trainer::TrainOptions {
+                out: out.clone(),
+                work_dir: work_dir.clone(),
+                cache_dir: cache_dir.unwrap_or_else(|| PathBuf::from(".cache/trunk")),
+                progress: !quiet,
+                stop_after,
+            };
+            let report = unisight_train::trainer::train(&config, &options)?;
+            if report.interrupted {
+                println!(
+                    "stopped after step {} (checkpointed in {}); run the same command again to resume",
+                    report.steps,
+                    work_dir.display()
+                );
+                return Ok(());
+            }
+            println!(
+                "trained {} steps ({} in this run, {:.1} img/s; trunk cache {:.0} s); model: {}",
+                report.steps,
+                report.steps_this_run,
+                report.images_per_second,
+                report.cache_seconds,
+                out.display()
+            );
+            if !report.skipped_images.is_empty() {
+                println!(
+                    "skipped {} unreadable images (listed in {}/report.json)",
+                    report.skipped_images.len(),
+                    work_dir.display()
+                );
+            }
+            for e in &report.eval {
+                let ks: Vec<String> =
+                    e.k.iter()
+                        .zip(e.recall_float.iter().zip(&e.recall_bits))
+                        .map(|(k, (f, b))| format!("R@{k} {f:.3} (bits {b:.3})"))
+                        .collect();
+                println!(
+                    "{:<16} {} -> {}: {}",
+                    e.task,
+                    e.queries,
+                    e.gallery,
+                    ks.join("  ")
+                );
+            }
+            println!(
+                "curves: {0}/history.json, {0}/loss.png, {0}/validation.png",
+                work_dir.display()
             );
             Ok(())
         }

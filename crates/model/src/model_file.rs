@@ -21,6 +21,23 @@ const FORMAT_NAME: &str = "unisight-model";
 /// # Errors
 /// I/O errors naming the file.
 pub fn write(path: &Path, spec: &ModelSpec, weights: &Weights) -> Result<()> {
+    write_with_tasks(path, spec, weights, None)
+}
+
+/// Metadata key holding the task heads' description (JSON) in trained models.
+pub const TASKS_KEY: &str = "tasks";
+
+/// Writes a model file atomically, with the task heads' description (names, classes; the
+/// proxies themselves are tensors) under [`TASKS_KEY`] when given.
+///
+/// # Errors
+/// I/O errors naming the file.
+pub fn write_with_tasks(
+    path: &Path,
+    spec: &ModelSpec,
+    weights: &Weights,
+    tasks: Option<&str>,
+) -> Result<()> {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
         .tensors
         .iter()
@@ -39,7 +56,7 @@ pub fn write(path: &Path, spec: &ModelSpec, weights: &Weights) -> Result<()> {
             path: path.into(),
             what: e.to_string(),
         })?;
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT_NAME.to_string()),
         (
             "format_version".to_string(),
@@ -50,6 +67,9 @@ pub fn write(path: &Path, spec: &ModelSpec, weights: &Weights) -> Result<()> {
             serde_json::to_string(spec).expect("spec serialises"),
         ),
     ]);
+    if let Some(tasks) = tasks {
+        metadata.insert(TASKS_KEY.to_string(), tasks.to_string());
+    }
     let data =
         safetensors::tensor::serialize(views, &Some(metadata)).map_err(|e| Error::BadWeights {
             path: path.into(),
@@ -67,6 +87,14 @@ pub fn write(path: &Path, spec: &ModelSpec, weights: &Weights) -> Result<()> {
 /// [`Error::BadWeights`] for a file that is not a unisight model (naming the missing key),
 /// [`Error::UnsupportedVersion`], I/O errors.
 pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
+    read_with_tasks(path).map(|(spec, weights, _)| (spec, weights))
+}
+
+/// Reads a model file: its spec, weights, and the task heads' description if it has one.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_with_tasks(path: &Path) -> Result<(ModelSpec, Weights, Option<String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     let bad = |what: String| Error::BadWeights {
         path: path.into(),
@@ -113,5 +141,5 @@ pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
             .collect();
         weights.insert(name, view.shape().to_vec(), values);
     }
-    Ok((spec, weights))
+    Ok((spec, weights, info.get(TASKS_KEY).cloned()))
 }

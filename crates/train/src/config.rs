@@ -321,6 +321,15 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::Config`] naming the key (and line, for TOML syntax and unknown keys).
     pub fn load(path: &Path) -> Result<TrainConfig> {
+        Self::load_with_data_dir(path, None)
+    }
+
+    /// As [`TrainConfig::load`], with relative dataset roots resolved in `data_dir` instead of
+    /// the task file's folder.
+    ///
+    /// # Errors
+    /// As [`TrainConfig::load`].
+    pub fn load_with_data_dir(path: &Path, data_dir: Option<&Path>) -> Result<TrainConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let mut config: TrainConfig = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.into(),
@@ -329,7 +338,7 @@ impl TrainConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         for d in config.datasets.values_mut() {
             if d.root.is_relative() {
-                d.root = base.join(&d.root);
+                d.root = data_dir.unwrap_or(base).join(&d.root);
             }
         }
         if let Some(init) = &mut config.model.init {

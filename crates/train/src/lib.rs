@@ -5,7 +5,9 @@
 //!   one proxy bank per task);
 //! - [`loss`]: the normalized-softmax loss with proxy subsampling;
 //! - [`config`]: the task file; [`plan`]: training images, tasks and the multi-task sampler;
-//! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime.
+//! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime;
+//! - [`trainer`]: the run itself (checkpoints, resume, validation, the model file);
+//!   [`plot`]: its charts.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -14,5 +16,7 @@ mod error;
 pub mod loss;
 pub mod network;
 pub mod plan;
+pub mod plot;
+pub mod trainer;
 
 pub use error::{Error, Result};

@@ -29,6 +29,8 @@ pub struct TaskTargets {
     pub rows: Vec<usize>,
     /// Class index per row.
     pub labels: Vec<usize>,
+    /// Weight per row (empty: all 1); the loss is the weighted mean.
+    pub weights: Vec<f32>,
 }
 
 /// The classes the softmax runs over: the labels present first, then sampled negatives;
@@ -101,7 +103,12 @@ pub fn normalized_softmax<R: Rng>(
         .collect();
     let n = local.len();
     let picked = log_softmax(logits, 1).gather(1, int_tensor(&local, device).reshape([n, 1]));
-    picked.mean().neg()
+    if targets.weights.is_empty() || targets.weights.iter().all(|&w| w == 1.0) {
+        return picked.mean().neg();
+    }
+    let total: f32 = targets.weights.iter().sum();
+    let w = Tensor::<2>::from_data(TensorData::new(targets.weights.clone(), [n, 1]), device);
+    (picked * w).sum().neg() / total.max(1e-12) as f64
 }
 
 fn int_tensor(values: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -145,6 +152,7 @@ mod tests {
         let targets = TaskTargets {
             rows: vec![0, 1],
             labels: vec![0, 2],
+            weights: vec![],
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
         let loss = normalized_softmax(&e, p, &targets, 0.5, ProxySet::All, &mut rng, &device);
@@ -154,6 +162,19 @@ mod tests {
         // row 1: cosines (0, 1, 0) / 0.5 = (0, 2, 0), label 2
         let l1 = -(0f64 - (1.0 + 2f64.exp() + 1.0).ln());
         let want = (l0 + l1) / 2.0;
+        assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
+        // weights 3:1 move the mean towards row 0
+        let p = Tensor::<2>::from_data(
+            TensorData::new(vec![2.0f32, 0.0, 0.0, 3.0, -1.0, 0.0], [3, 2]),
+            &device,
+        );
+        let weighted = TaskTargets {
+            weights: vec![3.0, 1.0],
+            ..targets
+        };
+        let loss = normalized_softmax(&e, p, &weighted, 0.5, ProxySet::All, &mut rng, &device);
+        let got = loss.into_data().try_to_vec::<f32>().unwrap()[0];
+        let want = (3.0 * l0 + l1) / 4.0;
         assert!((got as f64 - want).abs() < 1e-5, "{got} vs {want}");
     }
 }

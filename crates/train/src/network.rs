@@ -324,6 +324,36 @@ impl Network {
         weights.insert(PROJECTION_KEY, shape, values);
     }
 
+    /// Writes the trainable tensors as they are (folded convolutions as `{conv}.weight` and
+    /// `{conv}.bias`, the projection), for checkpoints: [`Network::from_weights`] reads them
+    /// back bit for bit.
+    pub fn write_folded(&self, weights: &mut Weights) {
+        let mut put = |unit: &FoldedConv, conv: &str| {
+            let (shape, values) = unisight_model::efficientnet::values_of(unit.conv.weight.val());
+            weights.insert(format!("{conv}.weight"), shape, values);
+            if let Some(b) = &unit.conv.bias {
+                let (shape, values) = unisight_model::efficientnet::values_of(b.val());
+                weights.insert(format!("{conv}.bias"), shape, values);
+            }
+        };
+        if let Some(stem) = &self.stem {
+            put(stem, "_conv_stem");
+        }
+        for (j, block) in self.blocks.iter().enumerate() {
+            let p = format!("_blocks.{}", self.first_block + j);
+            if let Some(e) = &block.expand {
+                put(e, &format!("{p}._expand_conv"));
+            }
+            put(&block.depthwise, &format!("{p}._depthwise_conv"));
+            put(&block.project, &format!("{p}._project_conv"));
+        }
+        if let Some(h) = &self.head_conv {
+            put(h, "_conv_head");
+        }
+        let (shape, values) = unisight_model::efficientnet::values_of(self.projection.val());
+        weights.insert(PROJECTION_KEY, shape, values);
+    }
+
     /// The trunk parameters' ids (everything but projection and proxies), for a separate
     /// learning rate and for the warm-up that trains only the new parameters.
     pub fn trunk_param_ids(&self) -> Vec<ParamId> {
