@@ -406,7 +406,31 @@ fn folded(
         weight.shape[2],
         weight.shape[3],
     ];
+    let groups = if depthwise { out_ch } else { 1 };
+    let mut layer = Conv2dConfig::new([in_per_group * groups, out_ch], [kh, kw])
+        .with_stride([stride, stride])
+        .with_groups(groups)
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(true)
+        .init(device);
     let c = Some(out_ch);
+    // a checkpoint holds the folded convolution itself (weight and bias, no batch norm)
+    if w.contains(&format!("{conv}.bias")) {
+        let bias = get(format!("{conv}.bias"), &[c])?;
+        layer.weight = param(
+            &format!("{conv}.weight"),
+            weight.values.clone(),
+            [out_ch, in_per_group, kh, kw],
+            device,
+        );
+        layer.bias = Some(param(
+            &format!("{conv}.bias"),
+            bias.values.clone(),
+            [out_ch],
+            device,
+        ));
+        return Ok(FoldedConv { conv: layer });
+    }
     let gamma = &get(format!("{bn}.weight"), &[c])?.values;
     let beta = &get(format!("{bn}.bias"), &[c])?.values;
     let mean = &get(format!("{bn}.running_mean"), &[c])?.values;
@@ -421,13 +445,6 @@ fn folded(
         }
         bias[o] = beta[o] - mean[o] * scale;
     }
-    let groups = if depthwise { out_ch } else { 1 };
-    let mut layer = Conv2dConfig::new([in_per_group * groups, out_ch], [kh, kw])
-        .with_stride([stride, stride])
-        .with_groups(groups)
-        .with_padding(PaddingConfig2d::Same)
-        .with_bias(true)
-        .init(device);
     layer.weight = param(
         &format!("{conv}.weight"),
         values,

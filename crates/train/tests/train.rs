@@ -1,0 +1,273 @@
+//! Training on real photos from ../shared/data: the trainable network computes what the model
+//! computes, a saved model embeds like the network it came from, an interrupted run resumes to
+//! exactly the same weights, and an unreadable image is skipped and counted.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+use unisight_core::Architecture;
+use unisight_embed::OrtEmbedder;
+use unisight_model::{UnifiedModel, Weights};
+use unisight_train::config::TrainConfig;
+use unisight_train::network::{Network, NetworkInput, TrainFrom};
+use unisight_train::trainer::{train, TrainOptions};
+
+fn grocery() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data/grocery-store/dataset");
+    dir.is_dir().then_some(dir)
+}
+
+fn ort() {
+    let lib =
+        unisight_model::assets::onnxruntime_path(&unisight_model::assets::assets_dir()).unwrap();
+    unisight_embed::init_onnxruntime(&lib).unwrap();
+}
+
+fn pixels(root: &Path, n: usize, size: usize) -> Vec<f32> {
+    let text = std::fs::read_to_string(root.join("test.txt")).unwrap();
+    let mut out = vec![0f32; n * 3 * size * size];
+    for (line, chunk) in text
+        .lines()
+        .step_by(97)
+        .zip(out.chunks_exact_mut(3 * size * size))
+    {
+        let path = root.join(line.split(',').next().unwrap());
+        let img = unisight_data::decode::load_rgb(&path, &Default::default()).unwrap();
+        unisight_data::preprocess::to_input(&img, size, unisight_core::Preprocess::Tf127, chunk);
+    }
+    out
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Frozen front on ONNX Runtime + trainable tail in burn = the whole model on ONNX Runtime; and
+/// after changing the tail, the saved model (batch norms written back) still equals the pair.
+#[test]
+fn folded_tail_matches_the_model_and_survives_saving() {
+    let Some(root) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    ort();
+    let device = Device::flex();
+    let model = UnifiedModel::zero_shot(Architecture::EfficientnetLite0, 256, 5, &device).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 3;
+    let px = pixels(&root, n, 224);
+    let full = dir.path().join("full.onnx");
+    unisight_model::onnx::export_to_file(&model, &full).unwrap();
+    let want = OrtEmbedder::new(&full, model.spec.clone(), 0)
+        .unwrap()
+        .run_outputs(&px, n, &["projected"])
+        .unwrap()
+        .remove(0);
+    let prefix = dir.path().join("prefix.onnx");
+    std::fs::write(
+        &prefix,
+        unisight_model::onnx::export_prefix(&model, 14).unwrap(),
+    )
+    .unwrap();
+    let map = OrtEmbedder::new(&prefix, model.spec.clone(), 0)
+        .unwrap()
+        .run_outputs(&px, n, &["map"])
+        .unwrap()
+        .remove(0);
+    let weights = model.to_weights();
+    let mut net = Network::from_weights(
+        &weights,
+        Architecture::EfficientnetLite0,
+        TrainFrom::Block(14),
+        256,
+        vec![],
+        &device,
+    )
+    .unwrap();
+    let input = || {
+        NetworkInput::Map(Tensor::from_data(
+            TensorData::new(map.clone(), [n, 192, 7, 7]),
+            &device,
+        ))
+    };
+    let got = unisight_model::efficientnet::values_of(net.forward(input()).projected).1;
+    let d = max_diff(&got, &want);
+    assert!(d < 2e-4, "folded tail vs whole model: {d}");
+
+    // perturb the tail, save it into a model file, and compare the reloaded model with the pair
+    let w = net.blocks[1].project.conv.weight.val();
+    net.blocks[1].project.conv.weight =
+        burn::module::Param::from_tensor(w.clone() + w.clone().sign() * 0.01);
+    let b = net
+        .head_conv
+        .as_ref()
+        .unwrap()
+        .conv
+        .bias
+        .as_ref()
+        .unwrap()
+        .val();
+    net.head_conv.as_mut().unwrap().conv.bias = Some(burn::module::Param::from_tensor(b + 0.05));
+    let tail = unisight_model::efficientnet::values_of(net.forward(input()).projected).1;
+    assert!(
+        max_diff(&tail, &want) > 1e-2,
+        "the perturbation changes the output"
+    );
+    let mut saved: Weights = weights.clone();
+    net.write_weights(&mut saved);
+    let reloaded = UnifiedModel::from_weights(
+        unisight_core::ModelSpec {
+            projection: unisight_core::Projection::Trained,
+            ..model.spec.clone()
+        },
+        &saved,
+        &device,
+    )
+    .unwrap();
+    let out = reloaded.forward(reloaded.input(&px, n));
+    let d = max_diff(
+        &unisight_model::efficientnet::values_of(out.projected).1,
+        &tail,
+    );
+    assert!(d < 2e-4, "saved model vs trained tail: {d}");
+}
+
+fn small_config(dir: &Path, root: &Path, steps: usize) -> TrainConfig {
+    // 30 store photos of 3 products (10 each), plus one corrupt file, as a JSONL manifest
+    let text = std::fs::read_to_string(root.join("train.txt")).unwrap();
+    let mut rows = Vec::new();
+    for class in ["0", "1", "2"] {
+        for line in text
+            .lines()
+            .filter(|l| l.split(',').nth(1).map(str::trim) == Some(class))
+            .take(10)
+        {
+            let rel = line.split(',').next().unwrap();
+            let name = rel.replace('/', "_");
+            std::fs::copy(root.join(rel), dir.join(&name)).unwrap();
+            rows.push(format!("{{\"path\": \"{name}\", \"label\": \"p{class}\"}}"));
+        }
+    }
+    std::fs::write(
+        dir.join("broken.jpg"),
+        b"\xff\xd8\xff\xe0 not really a jpeg",
+    )
+    .unwrap();
+    rows.push("{\"path\": \"broken.jpg\", \"label\": \"p0\"}".into());
+    std::fs::write(dir.join("train.jsonl"), rows.join("\n")).unwrap();
+    std::fs::write(dir.join("val.jsonl"), rows[..rows.len() - 1].join("\n")).unwrap();
+    let toml = format!(
+        r#"
+seed = 9
+[model]
+architecture = "lite0"
+dim = 128
+train_from = "head"
+[train]
+batch_size = 8
+steps = {steps}
+views = 2
+warmup_steps = 2
+checkpoint_every = 100
+validate_every = 3
+[datasets.photos]
+kind = "manifest"
+root = "."
+[[tasks]]
+name = "products"
+sources = ["photos"]
+label = "label"
+[tasks.eval]
+queries = "photos:val"
+gallery = "self"
+validation = "photos:val"
+k = [1, 2]
+"#
+    );
+    let path = dir.join("tasks.toml");
+    std::fs::write(&path, toml).unwrap();
+    TrainConfig::load(&path).unwrap()
+}
+
+fn options(dir: &Path, name: &str, stop_after: Option<usize>) -> TrainOptions {
+    TrainOptions {
+        out: dir.join(format!("{name}.safetensors")),
+        work_dir: dir.join(format!("{name}.run")),
+        cache_dir: dir.join("cache"),
+        progress: false,
+        stop_after,
+    }
+}
+
+#[test]
+fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
+    let Some(root) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path(), &root, 6);
+
+    let whole = train(&config, &options(dir.path(), "whole", None)).unwrap();
+    assert_eq!(whole.steps, 6);
+    assert!(!whole.interrupted);
+    assert_eq!(whole.skipped_images.len(), 1, "{:?}", whole.skipped_images);
+    assert!(whole.skipped_images[0].0.ends_with("broken.jpg"));
+    let r1 = whole.eval[0].recall_float[0];
+    assert!((0.0..=1.0).contains(&r1));
+    for f in ["history.json", "report.json", "loss.png", "validation.png"] {
+        assert!(dir.path().join("whole.run").join(f).is_file(), "{f}");
+    }
+
+    let first = train(&config, &options(dir.path(), "split", Some(4))).unwrap();
+    assert!(first.interrupted);
+    assert_eq!(first.steps, 4);
+    assert!(
+        !dir.path().join("split.safetensors").exists(),
+        "no model before the run ends"
+    );
+    let second = train(&config, &options(dir.path(), "split", None)).unwrap();
+    assert_eq!((second.steps, second.steps_this_run), (6, 2));
+
+    let (_, a) = unisight_model::model_file::read(&dir.path().join("whole.safetensors")).unwrap();
+    let (_, b) = unisight_model::model_file::read(&dir.path().join("split.safetensors")).unwrap();
+    assert_eq!(
+        a.tensors.keys().collect::<Vec<_>>(),
+        b.tensors.keys().collect::<Vec<_>>()
+    );
+    for (name, t) in &a.tensors {
+        assert_eq!(
+            t.values, b.tensors[name].values,
+            "{name} differs after resume"
+        );
+    }
+    // training changed the trained parts and kept the frozen ones
+    let (_, before) = {
+        let m = UnifiedModel::zero_shot(Architecture::EfficientnetLite0, 128, 9, &Device::flex())
+            .unwrap();
+        (0, m.to_weights())
+    };
+    assert_eq!(
+        a.tensors["_blocks.3._project_conv.weight"],
+        before.tensors["_blocks.3._project_conv.weight"]
+    );
+    assert_ne!(
+        a.tensors["_conv_head.weight"],
+        before.tensors["_conv_head.weight"]
+    );
+    assert!(a.contains("proxies.0"));
+    let (_, _, tasks) =
+        unisight_model::model_file::read_with_tasks(&dir.path().join("whole.safetensors")).unwrap();
+    assert!(tasks.unwrap().contains("\"products\""));
+
+    // a different task file does not silently resume someone else's checkpoint
+    let mut other = config.clone();
+    other.train.lr *= 2.0;
+    let err = train(&other, &options(dir.path(), "split", None))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("different task file"), "{err}");
+}
