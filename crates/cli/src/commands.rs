@@ -119,6 +119,44 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
+    /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
+    SummarizeRuns {
+        /// Work folders of finished runs (`OUT.run`).
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+    },
+    /// Write a SIMULATED engagement log (searches by a baseline embedding, position-biased
+    /// clicks and saves) from a labelled set, to test training from engagement end to end.
+    SimulateEngagement {
+        /// Task file naming the dataset.
+        #[arg(long)]
+        config: PathBuf,
+        /// Folder relative dataset roots are resolved in (default: the task file's folder).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The labelled set, `dataset:split`.
+        #[arg(long)]
+        set: String,
+        /// Label field that decides which results simulated users find relevant.
+        #[arg(long)]
+        label: String,
+        /// Baseline model that ranks the results shown (default: zero-shot Lite0).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Searches to simulate.
+        #[arg(long, default_value_t = 5000)]
+        searches: usize,
+        /// Results shown per search.
+        #[arg(long, default_value_t = 20)]
+        shown: usize,
+        /// Seed of the simulated users.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The log to write (JSON Lines; every event has "simulated": true).
+        #[arg(long)]
+        out: PathBuf,
+    },
     Index {
         #[command(subcommand)]
         command: IndexCommand,
@@ -379,6 +417,104 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "curves: {0}/history.json, {0}/loss.png, {0}/validation.png",
                 work_dir.display()
+            );
+            Ok(())
+        }
+        Command::SummarizeRuns { runs } => {
+            let dirs: Vec<&Path> = runs.iter().map(PathBuf::as_path).collect();
+            print!("{}", unisight_train::summary::summarize(&dirs)?);
+            Ok(())
+        }
+        Command::SimulateEngagement {
+            config,
+            data_dir,
+            set,
+            label,
+            model,
+            searches,
+            shown,
+            seed,
+            out,
+        } => {
+            let config = unisight_train::config::TrainConfig::load_with_data_dir(
+                &config,
+                data_dir.as_deref(),
+            )?;
+            let set_ref = unisight_train::config::SetRef::parse(&set)
+                .with_context(|| format!("--set {set}: expected dataset:split"))?;
+            let dataset = config.datasets.get(&set_ref.dataset).with_context(|| {
+                format!(
+                    "--set {set}: no dataset `{}` in the task file",
+                    set_ref.dataset
+                )
+            })?;
+            let images = dataset.list(&set_ref.split)?;
+            let inputs: Vec<unisight_data::sources::Input> = images
+                .iter()
+                .filter_map(|im| {
+                    im.labels
+                        .get(&label)
+                        .map(|l| unisight_data::sources::Input {
+                            id: im.id.clone(),
+                            path: im.id.clone(),
+                            file: im.file.clone(),
+                            label: Some(l.clone()),
+                            domain: im.domain.clone(),
+                        })
+                })
+                .collect();
+            if inputs.len() < 2 {
+                bail!("--set {set}: fewer than 2 images with label `{label}`");
+            }
+            let (model, model_id) = load_model(model.as_deref())?;
+            let mut embedder = make_embedder(model, &model_id, Backend::Auto, 0)?;
+            let mut emb_dir = out.as_os_str().to_owned();
+            emb_dir.push(".baseline");
+            let emb_dir = PathBuf::from(emb_dir);
+            eprintln!(
+                "ranking with {model_id}: embedding {} images into {}",
+                inputs.len(),
+                emb_dir.display()
+            );
+            let options = EmbedOptions {
+                batch_size: 32,
+                chunk_size: 512,
+                limits: DecodeLimits::default(),
+                model_id,
+                progress: true,
+            };
+            unisight_embed::run(&inputs, embedder.as_mut(), &emb_dir, &options)?;
+            let embedded = EmbeddingSet::load(&emb_dir)?;
+            let paths: Vec<String> = embedded.items.iter().map(|i| i.path.clone()).collect();
+            let labels: Vec<String> = embedded
+                .items
+                .iter()
+                .map(|i| i.label.clone().unwrap_or_default())
+                .collect();
+            let sim = unisight_train::simulate::SimulationConfig {
+                searches,
+                shown,
+                seed,
+                ..Default::default()
+            };
+            let log = unisight_train::simulate::simulate_engagement(
+                &paths,
+                &labels,
+                &embedded.embeddings,
+                embedded.dim,
+                &sim,
+            );
+            let mut text = String::new();
+            for e in &log {
+                text.push_str(&serde_json::to_string(e)?);
+                text.push('\n');
+            }
+            unisight_core::atomic::atomic_write_bytes(&out, text.as_bytes())?;
+            let clicks: u32 = log.iter().map(|e| e.count).sum();
+            eprintln!(
+                "SIMULATED engagement: {searches} searches, {} (query, result, action) rows, {clicks} clicks/saves -> {}",
+                log.len(),
+                out.display()
             );
             Ok(())
         }

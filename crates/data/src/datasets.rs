@@ -31,6 +31,9 @@ pub enum DatasetKind {
     ImageFolder,
     /// `split.csv` or `split.jsonl` manifests in the root.
     Manifest,
+    /// `split.jsonl` engagement logs in the root (see [`crate::engagement`]); label
+    /// `engagement` (the class of the default rule).
+    Engagement,
 }
 
 /// One labelled image.
@@ -52,6 +55,7 @@ pub fn label_fields(kind: &DatasetKind) -> &'static [&'static str] {
         DatasetKind::GroceryStore => &["fine", "coarse"],
         DatasetKind::ImageFolder => &["class"],
         DatasetKind::Manifest => &["label"],
+        DatasetKind::Engagement => &["engagement"],
     }
 }
 
@@ -65,8 +69,28 @@ pub fn list_split(kind: &DatasetKind, root: &Path, split: &str) -> Result<Vec<La
         DatasetKind::GroceryStore => grocery_split(root, split)?,
         DatasetKind::ImageFolder => image_folder_split(root, split)?,
         DatasetKind::Manifest => manifest_split(root, split)?,
+        DatasetKind::Engagement => engagement_split(root, &root.join(format!("{split}.jsonl")))?,
     };
     Ok(images)
+}
+
+/// The images named by engagement log `log` (paths inside `root`) with their class under the
+/// default [`crate::engagement::LabelRule`] as label `engagement`.
+///
+/// # Errors
+/// Log errors naming file and line.
+pub fn engagement_split(root: &Path, log: &Path) -> Result<Vec<LabeledImage>> {
+    Ok(
+        crate::engagement::labeled_from_log(root, log, &crate::engagement::LabelRule::default())?
+            .into_iter()
+            .map(|(id, file, class)| LabeledImage {
+                id,
+                file,
+                labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
+                domain: None,
+            })
+            .collect(),
+    )
 }
 
 struct GroceryClass {

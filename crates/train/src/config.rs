@@ -153,6 +153,12 @@ pub struct OptimConfig {
     pub temperature: f64,
     /// Augmented views cached per training image (cached-trunk modes).
     pub views: usize,
+    /// Weight of the binary-aware term: every task's loss is also computed on
+    /// `tanh(sharpness * projected)` (a differentiable stand-in for the sign code), so that
+    /// training optimises what the Hamming index will search. 0 = off.
+    pub binary_weight: f64,
+    /// Sharpness of the tanh in the binary-aware term.
+    pub binary_sharpness: f64,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
     /// Steps between validation runs (0: only at the end).
@@ -174,6 +180,8 @@ impl Default for OptimConfig {
             schedule: Schedule::Cosine,
             temperature: 0.05,
             views: 4,
+            binary_weight: 0.0,
+            binary_sharpness: 3.0,
             checkpoint_every: 100,
             validate_every: 250,
         }
@@ -218,10 +226,32 @@ pub struct DatasetConfig {
     pub train_splits: Vec<String>,
     /// Sampling share in every mini-batch (default: equal shares).
     pub share: Option<f64>,
-    /// Each training image of this dataset counts this many times in the loss (e.g. to weigh
-    /// up catalog images).
+    /// Loss weight of the images of a domain (e.g. `catalog = 2.0` to weigh up catalog
+    /// images); 1 for the rest.
     #[serde(default)]
     pub domain_weights: BTreeMap<String, f64>,
+    /// For `engagement` datasets: the folder holding `<split>.jsonl` logs (default: `root`),
+    /// so logs can live apart from the images they name.
+    pub logs: Option<PathBuf>,
+}
+
+impl DatasetConfig {
+    /// Lists one split, reading engagement logs from [`DatasetConfig::logs`].
+    ///
+    /// # Errors
+    /// Dataset errors naming file and line.
+    pub fn list(
+        &self,
+        split: &str,
+    ) -> std::result::Result<Vec<unisight_data::datasets::LabeledImage>, unisight_data::Error> {
+        match (&self.kind, &self.logs) {
+            (DatasetKind::Engagement, Some(logs)) => unisight_data::datasets::engagement_split(
+                &self.root,
+                &logs.join(format!("{split}.jsonl")),
+            ),
+            (kind, _) => unisight_data::datasets::list_split(kind, &self.root, split),
+        }
+    }
 }
 
 fn default_train_splits() -> Vec<String> {
@@ -289,6 +319,9 @@ pub struct EvalConfig {
     /// k of Recall@k.
     #[serde(default = "default_ks")]
     pub k: Vec<usize>,
+    /// Label field that decides relevance in evaluation (default: the task's label), e.g.
+    /// human `fine` labels for a task trained on `engagement`.
+    pub label: Option<String>,
 }
 
 fn default_ks() -> Vec<usize> {
@@ -340,6 +373,11 @@ impl TrainConfig {
             if d.root.is_relative() {
                 d.root = data_dir.unwrap_or(base).join(&d.root);
             }
+            if let Some(logs) = &mut d.logs {
+                if logs.is_relative() {
+                    *logs = base.join(&*logs);
+                }
+            }
         }
         if let Some(init) = &mut config.model.init {
             if init.is_relative() {
@@ -362,7 +400,10 @@ impl TrainConfig {
             return Err("`tasks`: at least one task is needed".into());
         }
         let m = &self.model;
-        if m.dim == 0 || m.dim % 64 != 0 || m.dim > unisight_model::efficientnet::FEATURE_DIM {
+        if m.dim == 0
+            || !m.dim.is_multiple_of(64)
+            || m.dim > unisight_model::efficientnet::FEATURE_DIM
+        {
             return Err(format!(
                 "`model.dim` = {}: must be a multiple of 64 up to 1280",
                 m.dim
@@ -375,14 +416,19 @@ impl TrainConfig {
         if t.epochs.is_none() == t.steps.is_none() {
             return Err("`train`: give exactly one of `epochs` and `steps`".into());
         }
-        if !(t.temperature > 0.0) {
+        if !positive(t.temperature) {
             return Err("`train.temperature` must be positive".into());
+        }
+        if !non_negative(t.binary_weight) || !positive(t.binary_sharpness) {
+            return Err(
+                "`train.binary_weight` must be >= 0 and `train.binary_sharpness` > 0".into(),
+            );
         }
         if t.views == 0 {
             return Err("`train.views` must be at least 1".into());
         }
         for (name, d) in &self.datasets {
-            if d.share.is_some_and(|s| !(s > 0.0)) {
+            if d.share.is_some_and(|s| !positive(s)) {
                 return Err(format!("`datasets.{name}.share` must be positive"));
             }
             if d.train_splits.is_empty() {
@@ -403,7 +449,7 @@ impl TrainConfig {
                     format!("{key}: `sources` names `{s}`, which is not in `datasets`")
                 })?;
                 let fields = label_fields(&d.kind);
-                if task.label != "engagement" && !fields.contains(&task.label.as_str()) {
+                if !fields.contains(&task.label.as_str()) {
                     return Err(format!(
                         "{key}: `label` = `{}` is not a label of dataset `{s}` ({})",
                         task.label,
@@ -411,7 +457,7 @@ impl TrainConfig {
                     ));
                 }
             }
-            if task.share.is_some_and(|s| !(s > 0.0)) || !(task.weight >= 0.0) {
+            if task.share.is_some_and(|s| !positive(s)) || !non_negative(task.weight) {
                 return Err(format!(
                     "{key}: `share` must be positive and `weight` non-negative"
                 ));
@@ -448,6 +494,19 @@ impl TrainConfig {
         }
         Ok(())
     }
+}
+
+/// `x > 0`, false for NaN.
+fn positive(x: f64) -> bool {
+    x.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater)
+}
+
+/// `x >= 0`, false for NaN.
+fn non_negative(x: f64) -> bool {
+    matches!(
+        x.partial_cmp(&0.0),
+        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
+    )
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! - [`config`]: the task file; [`plan`]: training images, tasks and the multi-task sampler;
 //! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime;
 //! - [`trainer`]: the run itself (checkpoints, resume, validation, the model file);
-//!   [`plot`]: its charts.
+//!   [`plot`]: its charts;
+//! - [`simulate`]: a simulated engagement log from labelled data (clearly marked as such);
+//! - [`summary`]: the table over finished runs (mean and spread over seeds).
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -17,6 +19,8 @@ pub mod loss;
 pub mod network;
 pub mod plan;
 pub mod plot;
+pub mod simulate;
+pub mod summary;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use unisight_data::datasets::{list_split, LabeledImage};
+use unisight_data::datasets::LabeledImage;
 
 use crate::config::{SetRef, TrainConfig};
 use crate::{Error, Result};
@@ -86,9 +86,7 @@ impl TrainingSet {
             let dc = &config.datasets[name];
             let mut seen = BTreeSet::new();
             for split in &dc.train_splits {
-                for img in
-                    list_split(&dc.kind, &dc.root, split).map_err(|e| Error::Data(e.to_string()))?
-                {
+                for img in dc.list(split).map_err(|e| Error::Data(e.to_string()))? {
                     if !seen.insert(img.id.clone()) {
                         continue;
                     }
@@ -203,8 +201,9 @@ pub fn load_eval_set(config: &TrainConfig, set: &SetRef) -> Result<EvalSet> {
         .datasets
         .get(&set.dataset)
         .ok_or_else(|| Error::Data(format!("no dataset `{}`", set.dataset)))?;
-    let images =
-        list_split(&dc.kind, &dc.root, &set.split).map_err(|e| Error::Data(e.to_string()))?;
+    let images = dc
+        .list(&set.split)
+        .map_err(|e| Error::Data(e.to_string()))?;
     Ok(EvalSet {
         set: set.clone(),
         images,

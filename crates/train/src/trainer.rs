@@ -320,6 +320,17 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         let out = net.forward(input);
         let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x6e65_6773, step as u64));
         let mut total: Option<Tensor<1>> = None;
+        // the binary-aware term: a normalised tanh of the projection stands in for the code
+        let soft_codes = (config.train.binary_weight > 0.0).then(|| {
+            let soft = (out.projected.clone() * config.train.binary_sharpness).tanh();
+            let norm = soft
+                .clone()
+                .powi_scalar(2)
+                .sum_dim(1)
+                .sqrt()
+                .clamp_min(1e-12);
+            soft / norm
+        });
         let mut losses = Vec::with_capacity(set.tasks.len());
         for (t, task) in set.tasks.iter().enumerate() {
             let mut targets = TaskTargets::default();
@@ -344,6 +355,19 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                 &train_device,
             );
             losses.push(Some(loss.clone().into_scalar::<f32>() as f64));
+            let mut loss = loss;
+            if let Some(soft) = &soft_codes {
+                let binary = normalized_softmax(
+                    soft,
+                    net.proxies[t].val(),
+                    &targets,
+                    config.train.temperature,
+                    proxy_sets[t],
+                    &mut rng,
+                    &train_device,
+                );
+                loss = loss + binary * config.train.binary_weight;
+            }
             let weighted = loss * task.weight;
             total = Some(match total {
                 Some(acc) => acc + weighted,
@@ -626,7 +650,11 @@ fn evaluate(
             .iter()
             .position(|s| &s.set == queries)
             .expect("loaded");
-        let label = label_of(*t);
+        let label = config.tasks[*t]
+            .eval
+            .as_ref()
+            .and_then(|e| e.label.clone())
+            .unwrap_or_else(|| label_of(*t));
         // images without a readable file or a label are left out, and counted as such
         let q_rows: Vec<usize> = (0..loaded[qi].images.len())
             .filter(|&i| {

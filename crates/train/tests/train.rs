@@ -271,3 +271,18 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
         .to_string();
     assert!(err.contains("different task file"), "{err}");
 }
+
+#[test]
+fn shipped_task_files_parse() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!config.tasks.is_empty());
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "{n} task files");
+}

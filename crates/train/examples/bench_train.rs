@@ -1,0 +1,170 @@
+//! Training-step benchmarks (numbers for the README; not a test).
+//!
+//! `cargo run --release -p unisight-train --example bench_train -- trunk`:
+//!   images/s of one training step (forward + backward + AdamW) at batch 64, per starting point
+//!   of the trainable part: what the cached-trunk mode costs against training more of the trunk
+//!   (block1 = every block after the stem, the nearest to a full fine-tune on cached inputs).
+//! `... -- proxies full|sampled [CLASSES] [BUDGET]`:
+//!   ms/step and peak memory of the head (projection + proxies) with 1,000,000 classes, softmax
+//!   over all proxies vs the batch's positives plus sampled negatives (8,192). Run each mode in
+//!   its own process so the peak memory is its own.
+use std::time::Instant;
+
+use burn::optim::{AdamWConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor};
+use rand::{Rng, SeedableRng};
+use unisight_core::Architecture;
+use unisight_model::UnifiedModel;
+use unisight_train::loss::{normalized_softmax, ProxySet, TaskTargets};
+use unisight_train::network::{Network, NetworkInput, TrainFrom};
+
+const BATCH: usize = 64;
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn step(
+    net: Network,
+    optim: &mut burn::optim::ModuleOptimizer,
+    input: NetworkInput,
+    classes: usize,
+    set: ProxySet,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    device: &Device,
+) -> Network {
+    let out = net.forward(input);
+    let targets = TaskTargets {
+        rows: (0..BATCH).collect(),
+        labels: (0..BATCH).map(|_| rng.gen_range(0..classes)).collect(),
+        weights: vec![],
+    };
+    let loss = normalized_softmax(
+        &out.normalized,
+        net.proxies[0].val(),
+        &targets,
+        0.05,
+        set,
+        rng,
+        device,
+    );
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let net = optim.step(1e-3, net, grads);
+    let _ = net.projection.val().into_data();
+    net
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let device = Device::flex().autodiff();
+    let base = UnifiedModel::zero_shot(Architecture::EfficientnetLite0, 256, 1, &Device::flex())
+        .expect("assets (scripts/fetch-assets.sh)");
+    let weights = base.to_weights();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    match args.first().map(String::as_str) {
+        Some("trunk") => {
+            println!(
+                "| trainable from | input | ms/step (batch {BATCH}) | img/s |\n|---|---|---|---|"
+            );
+            for (from, shape) in [
+                (TrainFrom::Pooled, vec![BATCH, 1280]),
+                (TrainFrom::HeadConv, vec![BATCH, 320, 7, 7]),
+                (TrainFrom::Block(15), vec![BATCH, 192, 7, 7]),
+                (TrainFrom::Block(14), vec![BATCH, 192, 7, 7]),
+                (TrainFrom::Block(11), vec![BATCH, 112, 14, 14]),
+                (TrainFrom::Block(1), vec![BATCH, 16, 112, 112]),
+            ] {
+                let proxies = vec![(81, vec![0.01f32; 81 * 256])];
+                let mut net = Network::from_weights(
+                    &weights,
+                    Architecture::EfficientnetLite0,
+                    from,
+                    256,
+                    proxies,
+                    &device,
+                )
+                .unwrap();
+                let mut optim = AdamWConfig::new().with_epsilon(1e-8).init();
+                let mut times = vec![];
+                for _ in 0..4 {
+                    let input = if shape.len() == 2 {
+                        NetworkInput::Pooled(Tensor::<2>::random(
+                            [shape[0], shape[1]],
+                            Distribution::Uniform(0.0, 1.0),
+                            &device,
+                        ))
+                    } else {
+                        NetworkInput::Map(Tensor::<4>::random(
+                            [shape[0], shape[1], shape[2], shape[3]],
+                            Distribution::Uniform(0.0, 1.0),
+                            &device,
+                        ))
+                    };
+                    let t = Instant::now();
+                    net = step(net, &mut optim, input, 81, ProxySet::All, &mut rng, &device);
+                    times.push(t.elapsed().as_secs_f64());
+                }
+                // the first step warms up allocations
+                let ms = times[1..].iter().sum::<f64>() / 3.0 * 1000.0;
+                let name: String = from.into();
+                println!(
+                    "| {name} | {:?} | {ms:.0} | {:.1} |",
+                    &shape[1..],
+                    BATCH as f64 / ms * 1000.0
+                );
+            }
+        }
+        Some("proxies") => {
+            let mode = args.get(1).map(String::as_str).unwrap_or("sampled");
+            let classes: usize = args
+                .get(2)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(1_000_000);
+            let budget: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(8192);
+            let set = if mode == "full" {
+                ProxySet::All
+            } else {
+                ProxySet::Sampled { budget }
+            };
+            let mut prng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+            let values: Vec<f32> = (0..classes * 256)
+                .map(|_| prng.gen_range(-1.0..1.0))
+                .collect();
+            let mut net = Network::from_weights(
+                &weights,
+                Architecture::EfficientnetLite0,
+                TrainFrom::Pooled,
+                256,
+                vec![(classes, values)],
+                &device,
+            )
+            .unwrap();
+            let mut optim = AdamWConfig::new().with_epsilon(1e-8).init();
+            let before = peak_rss_mib();
+            let mut times = vec![];
+            for _ in 0..6 {
+                let input = NetworkInput::Pooled(Tensor::<2>::random(
+                    [BATCH, 1280],
+                    Distribution::Uniform(0.0, 1.0),
+                    &device,
+                ));
+                let t = Instant::now();
+                net = step(net, &mut optim, input, classes, set, &mut rng, &device);
+                times.push(t.elapsed().as_secs_f64());
+            }
+            let ms = times[1..].iter().sum::<f64>() / 5.0 * 1000.0;
+            println!(
+                "{classes} classes, {mode} softmax{}: {ms:.0} ms/step (batch {BATCH}), peak RSS {:.0} MiB (after building the proxies: {before:.0} MiB)",
+                if mode == "full" { String::new() } else { format!(" ({budget} proxies)") },
+                peak_rss_mib()
+            );
+        }
+        _ => eprintln!("usage: bench_train trunk | proxies full|sampled [CLASSES] [BUDGET]"),
+    }
+}
