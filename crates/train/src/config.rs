@@ -226,6 +226,12 @@ pub struct DatasetConfig {
     pub train_splits: Vec<String>,
     /// Sampling share in every mini-batch (default: equal shares).
     pub share: Option<f64>,
+    /// Class-balanced sampling: this dataset's part of every batch is made of groups of this
+    /// many images of one class (by `balance_label`), instead of a plain shuffle.
+    pub images_per_class: Option<usize>,
+    /// Label field that defines the classes of `images_per_class` (default: the label of the
+    /// first task reading this dataset).
+    pub balance_label: Option<String>,
     /// Loss weight of the images of a domain (e.g. `catalog = 2.0` to weigh up catalog
     /// images); 1 for the rest.
     #[serde(default)]
@@ -430,6 +436,18 @@ impl TrainConfig {
         for (name, d) in &self.datasets {
             if d.share.is_some_and(|s| !positive(s)) {
                 return Err(format!("`datasets.{name}.share` must be positive"));
+            }
+            if d.images_per_class == Some(0) {
+                return Err(format!(
+                    "`datasets.{name}.images_per_class` must be at least 1"
+                ));
+            }
+            if let Some(l) = &d.balance_label {
+                if !label_fields(&d.kind).contains(&l.as_str()) {
+                    return Err(format!(
+                        "`datasets.{name}.balance_label` = `{l}` is not a label of this dataset"
+                    ));
+                }
             }
             if d.train_splits.is_empty() {
                 return Err(format!("`datasets.{name}.train_splits` is empty"));

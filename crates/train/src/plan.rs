@@ -60,6 +60,9 @@ pub struct TrainingSet {
     pub shares: Vec<f64>,
     /// Tasks in config order.
     pub tasks: Vec<TaskInfo>,
+    /// Per dataset, for class-balanced sampling: images per class group and the image indices
+    /// of each class.
+    pub balanced: Vec<Option<(usize, Vec<Vec<usize>>)>>,
 }
 
 /// An evaluation set: images with their label values.
@@ -158,12 +161,41 @@ impl TrainingSet {
             });
         }
         let shares = dataset_shares(config, &datasets);
+        let mut balanced = Vec::with_capacity(datasets.len());
+        for (d, name) in datasets.iter().enumerate() {
+            let dc = &config.datasets[name];
+            let Some(k) = dc.images_per_class else {
+                balanced.push(None);
+                continue;
+            };
+            let label = dc.balance_label.clone().unwrap_or_else(|| {
+                config
+                    .tasks
+                    .iter()
+                    .find(|t| t.sources.contains(name))
+                    .map(|t| t.label.clone())
+                    .expect("a task reads every used dataset")
+            });
+            let mut classes: BTreeMap<&String, Vec<usize>> = BTreeMap::new();
+            for &i in &by_dataset[d] {
+                if let Some(l) = raw[i].labels.get(&label) {
+                    classes.entry(l).or_default().push(i);
+                }
+            }
+            if classes.is_empty() {
+                return Err(Error::Data(format!(
+                    "dataset `{name}`: no image has label `{label}` to balance by"
+                )));
+            }
+            balanced.push(Some((k, classes.into_values().collect())));
+        }
         Ok(TrainingSet {
             datasets,
             images,
             by_dataset,
             shares,
             tasks,
+            balanced,
         })
     }
 }
@@ -225,6 +257,7 @@ pub struct Sampler {
     seed: u64,
     per_batch: Vec<usize>,
     by_dataset: Vec<Vec<usize>>,
+    balanced: Vec<Option<(usize, Vec<Vec<usize>>)>>,
     views: usize,
 }
 
@@ -235,6 +268,7 @@ impl Sampler {
             seed,
             per_batch: apportion(batch_size, &set.shares),
             by_dataset: set.by_dataset.clone(),
+            balanced: set.balanced.clone(),
             views,
         }
     }
@@ -260,22 +294,73 @@ impl Sampler {
         let mut out = Vec::new();
         let mut view_rng = ChaCha8Rng::seed_from_u64(mix(self.seed, 0x7669_6577, step as u64));
         for (d, (images, &n)) in self.by_dataset.iter().zip(&self.per_batch).enumerate() {
-            let len = images.len();
-            let mut cached: Option<(usize, Vec<usize>)> = None;
-            for j in 0..n {
+            let picked = match &self.balanced[d] {
+                Some((k, classes)) => self.balanced_draws(d, step, n, *k, classes),
+                None => self.shuffled_draws(d, step, n, images),
+            };
+            out.extend(picked.into_iter().map(|image| Draw {
+                image,
+                view: view_rng.gen_range(0..self.views),
+            }));
+        }
+        out
+    }
+}
+
+impl Sampler {
+    /// `n` images of dataset `d` at `step`: the next ones of a seeded permutation per pass.
+    fn shuffled_draws(&self, d: usize, step: usize, n: usize, images: &[usize]) -> Vec<usize> {
+        let len = images.len();
+        let mut cached: Option<(usize, Vec<usize>)> = None;
+        (0..n)
+            .map(|j| {
                 let draw = step * n + j;
                 let (pass, pos) = (draw / len, draw % len);
                 if cached.as_ref().map(|c| c.0) != Some(pass) {
-                    let mut order = images.clone();
+                    let mut order = images.to_vec();
                     let mut rng = ChaCha8Rng::seed_from_u64(mix(self.seed, d as u64, pass as u64));
                     order.shuffle(&mut rng);
                     cached = Some((pass, order));
                 }
-                let image = cached.as_ref().expect("set above").1[pos];
-                out.push(Draw {
-                    image,
-                    view: view_rng.gen_range(0..self.views),
-                });
+                cached.as_ref().expect("set above").1[pos]
+            })
+            .collect()
+    }
+
+    /// `n` images of dataset `d` at `step` in groups of `k` of one class: classes in a seeded
+    /// permutation per pass, images drawn without replacement within a group (with, for
+    /// classes smaller than `k`).
+    fn balanced_draws(
+        &self,
+        d: usize,
+        step: usize,
+        n: usize,
+        k: usize,
+        classes: &[Vec<usize>],
+    ) -> Vec<usize> {
+        let groups = n.div_ceil(k);
+        let mut out = Vec::with_capacity(n);
+        for j in 0..groups {
+            let draw = step * groups + j;
+            let (pass, pos) = (draw / classes.len(), draw % classes.len());
+            let mut order: Vec<usize> = (0..classes.len()).collect();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(mix(
+                self.seed,
+                0x6261_6c00 + d as u64,
+                pass as u64,
+            )));
+            let members = &classes[order[pos]];
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(mix(self.seed, 0x6d65_6d00 + d as u64, draw as u64));
+            let take = k.min(n - out.len());
+            if members.len() >= take {
+                out.extend(
+                    rand::seq::index::sample(&mut rng, members.len(), take)
+                        .into_iter()
+                        .map(|i| members[i]),
+                );
+            } else {
+                out.extend((0..take).map(|_| members[rng.gen_range(0..members.len())]));
             }
         }
         out
@@ -370,7 +455,31 @@ mod tests {
             by_dataset,
             shares: shares.to_vec(),
             tasks: vec![],
+            balanced: vec![None; sizes.len()],
         }
+    }
+
+    #[test]
+    fn balanced_batches_hold_groups_of_one_class() {
+        let mut set = toy(&[90], &[1.0]);
+        // classes by i % 3 within the dataset
+        let classes: Vec<Vec<usize>> = (0..3)
+            .map(|c| (0..90).filter(|i| i % 3 == c).collect())
+            .collect();
+        set.balanced = vec![Some((4, classes))];
+        let s = Sampler::new(&set, 12, 1, 5);
+        for step in 0..10 {
+            let b = s.batch(step);
+            assert_eq!(b.len(), 12);
+            for group in b.chunks(4) {
+                let c = group[0].image % 3;
+                assert!(group.iter().all(|d| d.image % 3 == c), "{group:?}");
+                let mut ids: Vec<usize> = group.iter().map(|d| d.image).collect();
+                ids.dedup();
+                assert_eq!(ids.len(), 4, "no repeats inside a group");
+            }
+        }
+        assert_eq!(s.batch(3), Sampler::new(&set, 12, 1, 5).batch(3));
     }
 
     #[test]

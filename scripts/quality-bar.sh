@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Trains the unified model and the specialized ones over several seeds and prints the comparison
+# table of the README (Recall@1, float and bits, mean and spread over seeds).
+#
+#   scripts/quality-bar.sh [DATA_DIR] [OUT]
+#     DATA_DIR  folder holding grocery-store/dataset and clothing-small (default ../shared/data)
+#     OUT       where models and run folders go (default out/quality)
+#   SEEDS="1 2 3"  MODELS="unified specialized-grocery-fine ..."  choose what runs.
+#
+# Each run takes about 30-35 minutes on a 2-core machine (most of it the 1,500 training steps);
+# a killed run resumes from its last checkpoint when the script is started again, and finished
+# runs are skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=${1:-../shared/data}
+OUT=${2:-out/quality}
+SEEDS=${SEEDS:-"1 2 3"}
+MODELS=${MODELS:-"unified unified-binary specialized-grocery-fine specialized-grocery-coarse specialized-clothing"}
+if [ ! -d "$DATA_DIR/grocery-store/dataset" ] || [ ! -d "$DATA_DIR/clothing-small" ]; then
+  echo "need $DATA_DIR/grocery-store/dataset and $DATA_DIR/clothing-small:" >&2
+  echo "  git clone https://github.com/marcusklasson/GroceryStoreDataset && mv GroceryStoreDataset $DATA_DIR/grocery-store" >&2
+  echo "  git clone https://github.com/alexeygrigorev/clothing-dataset-small $DATA_DIR/clothing-small" >&2
+  exit 2
+fi
+scripts/fetch-assets.sh >/dev/null
+cargo build --release --locked -p unisight
+mkdir -p "$OUT"
+runs=()
+for model in $MODELS; do
+  for seed in $SEEDS; do
+    name="$model-s$seed"
+    if [ ! -f "$OUT/$name.run/report.json" ]; then
+      echo "== $name" >&2
+      start=$SECONDS
+      target/release/unisight train \
+        --config "configs/$model.toml" --data-dir "$DATA_DIR" --seed "$seed" \
+        --out "$OUT/$name.safetensors" --work-dir "$OUT/$name.run"
+      echo "$name: $((SECONDS - start)) s" >&2
+    fi
+    runs+=("$OUT/$name.run")
+  done
+done
+target/release/unisight summarize-runs "${runs[@]}"
