@@ -205,18 +205,7 @@ pub fn build(
                 let image = load_rgb(&e.file, &limits).map_err(|err| err.to_string())?;
                 let mut px = vec![0f32; e.views * 3 * size * size];
                 for (v, out) in px.chunks_exact_mut(3 * size * size).enumerate() {
-                    if v == 0 {
-                        to_input(&image, size, preprocess, out);
-                    } else {
-                        let mut rng = ChaCha8Rng::seed_from_u64(mix(
-                            seed,
-                            u64::from(crc32c::crc32c(e.key.as_bytes())),
-                            v as u64,
-                        ));
-                        let (crop, flip, colour) =
-                            random_view(image.dimensions(), augment, &mut rng);
-                        crop_to_input(&image, crop, flip, colour, size, preprocess, out);
-                    }
+                    render_view(&image, &e.key, v, augment, seed, size, preprocess, out);
                 }
                 Ok(px)
             })
@@ -286,6 +275,141 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         path: path.into(),
         what: e.to_string(),
     })
+}
+
+/// Writes view `view` of `image` (0: the plain centre crop; others: a random resized crop,
+/// flip and colour jitter drawn from (seed, key, view)), so a view is the same image whether it
+/// is cached or rendered in the training loop.
+#[allow(clippy::too_many_arguments)]
+pub fn render_view(
+    image: &image::RgbImage,
+    key: &str,
+    view: usize,
+    augment: &AugmentConfig,
+    seed: u64,
+    size: usize,
+    preprocess: unisight_core::Preprocess,
+    out: &mut [f32],
+) {
+    if view == 0 {
+        to_input(image, size, preprocess, out);
+    } else {
+        let mut rng = ChaCha8Rng::seed_from_u64(mix(
+            seed,
+            u64::from(crc32c::crc32c(key.as_bytes())),
+            view as u64,
+        ));
+        let (crop, flip, colour) = random_view(image.dimensions(), augment, &mut rng);
+        crop_to_input(image, crop, flip, colour, size, preprocess, out);
+    }
+}
+
+/// Pixels rendered in the training loop, for training from the stem (full fine-tune).
+#[derive(Debug)]
+pub struct PixelSource {
+    entries: Vec<CacheEntry>,
+    ok: Vec<bool>,
+    failures: Vec<(String, String)>,
+    augment: AugmentConfig,
+    seed: u64,
+    size: usize,
+    preprocess: unisight_core::Preprocess,
+}
+
+impl PixelSource {
+    /// Checks every image once (decoding it) so unreadable ones are known before training.
+    pub fn new(
+        entries: &[CacheEntry],
+        model: &UnifiedModel,
+        augment: &AugmentConfig,
+        seed: u64,
+    ) -> PixelSource {
+        let limits = DecodeLimits::default();
+        let checked: Vec<Option<String>> = entries
+            .par_iter()
+            .map(|e| load_rgb(&e.file, &limits).err().map(|err| err.to_string()))
+            .collect();
+        let failures = entries
+            .iter()
+            .zip(&checked)
+            .filter_map(|(e, c)| c.clone().map(|reason| (e.key.clone(), reason)))
+            .collect();
+        PixelSource {
+            entries: entries.to_vec(),
+            ok: checked.iter().map(Option::is_none).collect(),
+            failures,
+            augment: augment.clone(),
+            seed,
+            size: model.spec.input_size,
+            preprocess: model.spec.preprocess,
+        }
+    }
+}
+
+/// Where the trainable part's inputs come from.
+#[derive(Debug)]
+pub enum TrainInputs {
+    /// Cached trunk maps.
+    Cached(TrunkCache),
+    /// Pixels decoded and augmented per step.
+    Pixels(PixelSource),
+}
+
+impl TrainInputs {
+    /// Whether `entry` is usable.
+    pub fn is_ok(&self, entry: usize) -> bool {
+        match self {
+            TrainInputs::Cached(c) => c.is_ok(entry),
+            TrainInputs::Pixels(p) => p.ok[entry],
+        }
+    }
+
+    /// Images that could not be read: (key, reason).
+    pub fn failures(&self) -> &[(String, String)] {
+        match self {
+            TrainInputs::Cached(c) => &c.failures,
+            TrainInputs::Pixels(p) => &p.failures,
+        }
+    }
+
+    /// Values and shape of one row per `(entry, view)`.
+    pub fn rows(&self, rows: &[(usize, usize)]) -> (Vec<f32>, Vec<usize>) {
+        match self {
+            TrainInputs::Cached(c) => {
+                let mut values = Vec::with_capacity(rows.len() * c.row_len());
+                for &(entry, view) in rows {
+                    values.extend(c.row(entry, view).iter().map(|v| v.to_f32()));
+                }
+                (values, c.row_shape.clone())
+            }
+            TrainInputs::Pixels(p) => {
+                let len = 3 * p.size * p.size;
+                let limits = DecodeLimits::default();
+                let per_row: Vec<Vec<f32>> = rows
+                    .par_iter()
+                    .map(|&(entry, view)| {
+                        let e = &p.entries[entry];
+                        let mut out = vec![0f32; len];
+                        // checked readable at start; a file changed since gives a blank row
+                        if let Ok(image) = load_rgb(&e.file, &limits) {
+                            render_view(
+                                &image,
+                                &e.key,
+                                view % e.views,
+                                &p.augment,
+                                p.seed,
+                                p.size,
+                                p.preprocess,
+                                &mut out,
+                            );
+                        }
+                        out
+                    })
+                    .collect();
+                (per_row.concat(), vec![3, p.size, p.size])
+            }
+        }
+    }
 }
 
 /// A random resized crop (area and aspect ratio drawn as in torchvision), a coin for the

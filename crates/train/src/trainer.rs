@@ -26,7 +26,7 @@ use unisight_eval::metrics::recall_at_k;
 use unisight_eval::search::{top_k_float, top_k_hamming, SelfMatch};
 use unisight_model::{UnifiedModel, Weights, PROJECTION_KEY};
 
-use crate::cache::{self, CacheEntry, TrunkCache};
+use crate::cache::{self, CacheEntry, PixelSource, TrainInputs};
 use crate::config::{OptimizerKind, ProxyMode, Schedule, SetRef, TrainConfig};
 use crate::loss::{normalized_softmax, ProxySet, TaskTargets};
 use crate::network::{Network, NetworkInput, TrainFrom};
@@ -140,13 +140,6 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
             });
         }
     }
-    if config.model.train_from == TrainFrom::Stem {
-        return Err(Error::Data(
-            "train_from = \"stem\" (full fine-tune from pixels) needs the pixel pipeline in the loop, which this build does not have; \
-             use \"block1\" to train every block after the stem on cached stem outputs"
-                .into(),
-        ));
-    }
 
     // evaluation sets: validation during training, final at the end
     let mut eval_sets: Vec<(usize, SetRef, Option<SetRef>, bool)> = Vec::new(); // (task, queries, gallery, is_validation)
@@ -208,15 +201,24 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         eval_entries.push(rows);
     }
     let started = Instant::now();
-    let trunk_cache = cache::build(
-        &options.cache_dir,
-        &base,
-        config.model.train_from,
-        &entries,
-        &config.augment,
-        config.seed,
-        options.progress,
-    )?;
+    let trunk_cache = if config.model.train_from == TrainFrom::Stem {
+        TrainInputs::Pixels(PixelSource::new(
+            &entries,
+            &base,
+            &config.augment,
+            config.seed,
+        ))
+    } else {
+        TrainInputs::Cached(cache::build(
+            &options.cache_dir,
+            &base,
+            config.model.train_from,
+            &entries,
+            &config.augment,
+            config.seed,
+            options.progress,
+        )?)
+    };
     let cache_seconds = started.elapsed().as_secs_f64();
 
     let sampler = Sampler::new(&set, config.train.batch_size, views, config.seed);
@@ -456,7 +458,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         steps_this_run,
         images_per_second,
         cache_seconds,
-        skipped_images: trunk_cache.failures.clone(),
+        skipped_images: trunk_cache.failures().to_vec(),
         eval,
         interrupted,
     };
@@ -584,30 +586,27 @@ pub fn learning_rate(config: &TrainConfig, step: usize, total: usize, warmup: us
 }
 
 fn batch_input(
-    cache: &TrunkCache,
+    inputs: &TrainInputs,
     rows: impl Iterator<Item = (usize, usize)>,
     device: &Device,
 ) -> NetworkInput {
-    let mut values = Vec::new();
-    let mut n = 0;
-    for (entry, view) in rows {
-        values.extend(cache.row(entry, view).iter().map(|v| v.to_f32()));
-        n += 1;
-    }
-    match cache.row_shape[..] {
+    let rows: Vec<(usize, usize)> = rows.collect();
+    let n = rows.len();
+    let (values, shape) = inputs.rows(&rows);
+    match shape[..] {
         [c, h, w] => NetworkInput::Map(Tensor::from_data(
             TensorData::new(values, [n, c, h, w]),
             device,
         )),
         [d] => NetworkInput::Pooled(Tensor::from_data(TensorData::new(values, [n, d]), device)),
-        _ => unreachable!("cache rows are maps or vectors"),
+        _ => unreachable!("rows are maps or vectors"),
     }
 }
 
 /// Embeddings (normalised) and codes of cache entries (plain view), by the current network.
 fn embed_entries(
     net: &Network,
-    cache: &TrunkCache,
+    cache: &TrainInputs,
     entries: &[usize],
     dim: usize,
 ) -> (Vec<f32>, Vec<u8>) {
@@ -630,7 +629,7 @@ fn embed_entries(
 #[allow(clippy::too_many_arguments)]
 fn evaluate(
     net: &Network,
-    cache: &TrunkCache,
+    cache: &TrainInputs,
     eval_sets: &[(usize, SetRef, Option<SetRef>, bool)],
     loaded: &[EvalSet],
     eval_entries: &[Vec<usize>],

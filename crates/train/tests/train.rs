@@ -136,7 +136,7 @@ fn folded_tail_matches_the_model_and_survives_saving() {
     assert!(d < 2e-4, "saved model vs trained tail: {d}");
 }
 
-fn small_config(dir: &Path, root: &Path, steps: usize) -> TrainConfig {
+fn small_config(dir: &Path, root: &Path, steps: usize, train_from: &str) -> TrainConfig {
     // 30 store photos of 3 products (10 each), plus one corrupt file, as a JSONL manifest
     let text = std::fs::read_to_string(root.join("train.txt")).unwrap();
     let mut rows = Vec::new();
@@ -166,7 +166,7 @@ seed = 9
 [model]
 architecture = "lite0"
 dim = 128
-train_from = "head"
+train_from = "{train_from}"
 [train]
 batch_size = 8
 steps = {steps}
@@ -209,7 +209,7 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
         return eprintln!("skipped: no ../shared/data");
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = small_config(dir.path(), &root, 6);
+    let config = small_config(dir.path(), &root, 6, "head");
 
     let whole = train(&config, &options(dir.path(), "whole", None)).unwrap();
     assert_eq!(whole.steps, 6);
@@ -285,4 +285,34 @@ fn shipped_task_files_parse() {
         }
     }
     assert!(n >= 5, "{n} task files");
+}
+
+/// Full fine-tune from pixels (for a GPU machine; two short steps here): every part of the
+/// trunk trains, after the warm-up, and unreadable images are skipped as in cached mode.
+#[test]
+fn full_fine_tune_from_pixels_trains_the_stem() {
+    let Some(root) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path(), &root, 2, "stem");
+    config.train.warmup_steps = Some(0);
+    config.train.batch_size = 4;
+    config.train.validate_every = 0;
+    let report = train(&config, &options(dir.path(), "full", None)).unwrap();
+    assert_eq!(report.steps, 2);
+    assert_eq!(report.skipped_images.len(), 1);
+    let (_, trained) =
+        unisight_model::model_file::read(&dir.path().join("full.safetensors")).unwrap();
+    let before = UnifiedModel::zero_shot(Architecture::EfficientnetLite0, 128, 9, &Device::flex())
+        .unwrap()
+        .to_weights();
+    assert_ne!(
+        trained.tensors["_conv_stem.weight"],
+        before.tensors["_conv_stem.weight"]
+    );
+    assert_ne!(
+        trained.tensors["_blocks.0._depthwise_conv.weight"],
+        before.tensors["_blocks.0._depthwise_conv.weight"]
+    );
 }
