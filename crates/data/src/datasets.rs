@@ -69,28 +69,34 @@ pub fn list_split(kind: &DatasetKind, root: &Path, split: &str) -> Result<Vec<La
         DatasetKind::GroceryStore => grocery_split(root, split)?,
         DatasetKind::ImageFolder => image_folder_split(root, split)?,
         DatasetKind::Manifest => manifest_split(root, split)?,
-        DatasetKind::Engagement => engagement_split(root, &root.join(format!("{split}.jsonl")))?,
+        DatasetKind::Engagement => engagement_split(
+            root,
+            &root.join(format!("{split}.jsonl")),
+            &crate::engagement::LabelRule::default(),
+        )?,
     };
     Ok(images)
 }
 
-/// The images named by engagement log `log` (paths inside `root`) with their class under the
-/// default [`crate::engagement::LabelRule`] as label `engagement`.
+/// The images named by engagement log `log` (paths inside `root`) with their class under
+/// `rule` as label `engagement`.
 ///
 /// # Errors
 /// Log errors naming file and line.
-pub fn engagement_split(root: &Path, log: &Path) -> Result<Vec<LabeledImage>> {
-    Ok(
-        crate::engagement::labeled_from_log(root, log, &crate::engagement::LabelRule::default())?
-            .into_iter()
-            .map(|(id, file, class)| LabeledImage {
-                id,
-                file,
-                labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
-                domain: None,
-            })
-            .collect(),
-    )
+pub fn engagement_split(
+    root: &Path,
+    log: &Path,
+    rule: &crate::engagement::LabelRule,
+) -> Result<Vec<LabeledImage>> {
+    Ok(crate::engagement::labeled_from_log(root, log, rule)?
+        .into_iter()
+        .map(|(id, file, class)| LabeledImage {
+            id,
+            file,
+            labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
+            domain: None,
+        })
+        .collect())
 }
 
 struct GroceryClass {

@@ -70,7 +70,8 @@ fn one() -> u32 {
 }
 
 /// Parameters of the labelling rule (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LabelRule {
     /// A save counts this many clicks.
     pub save_weight: f64,

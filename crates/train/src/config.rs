@@ -239,6 +239,10 @@ pub struct DatasetConfig {
     /// For `engagement` datasets: the folder holding `<split>.jsonl` logs (default: `root`),
     /// so logs can live apart from the images they name.
     pub logs: Option<PathBuf>,
+    /// For `engagement` datasets: the rule that turns the log into classes
+    /// (`save_weight`, `min_score`, `max_class_size`; see `unisight_data::engagement`).
+    #[serde(default)]
+    pub engagement_rule: unisight_data::engagement::LabelRule,
 }
 
 impl DatasetConfig {
@@ -250,12 +254,16 @@ impl DatasetConfig {
         &self,
         split: &str,
     ) -> std::result::Result<Vec<unisight_data::datasets::LabeledImage>, unisight_data::Error> {
-        match (&self.kind, &self.logs) {
-            (DatasetKind::Engagement, Some(logs)) => unisight_data::datasets::engagement_split(
-                &self.root,
-                &logs.join(format!("{split}.jsonl")),
-            ),
-            (kind, _) => unisight_data::datasets::list_split(kind, &self.root, split),
+        match &self.kind {
+            DatasetKind::Engagement => {
+                let logs = self.logs.as_ref().unwrap_or(&self.root);
+                unisight_data::datasets::engagement_split(
+                    &self.root,
+                    &logs.join(format!("{split}.jsonl")),
+                    &self.engagement_rule,
+                )
+            }
+            kind => unisight_data::datasets::list_split(kind, &self.root, split),
         }
     }
 }
