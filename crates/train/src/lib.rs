@@ -3,7 +3,8 @@
 //!
 //! - [`network`]: the trainable part of the model (trunk tail with folded batch norm, head,
 //!   one proxy bank per task);
-//! - [`loss`]: the normalized-softmax loss with proxy subsampling;
+//! - [`loss`]: the normalized-softmax loss with proxy subsampling; [`sparse`]: proxy banks
+//!   updated row by row when they are too large for a dense optimizer;
 //! - [`config`]: the task file; [`plan`]: training images, tasks and the multi-task sampler;
 //! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime;
 //! - [`trainer`]: the run itself (checkpoints, resume, validation, the model file);
@@ -20,6 +21,7 @@ pub mod network;
 pub mod plan;
 pub mod plot;
 pub mod simulate;
+pub mod sparse;
 pub mod summary;
 pub mod trainer;
 

@@ -48,8 +48,8 @@ pub fn proxy_subset<R: Rng>(
             let mut chosen: BTreeSet<usize> = labels.iter().copied().collect();
             let want = budget.max(chosen.len());
             // rejection is cheap: the budget is far below the class count here
-            let mut extra =
-                sample(rng, classes, (want - chosen.len()).min(classes) * 2 + 8).into_iter();
+            let missing = want - chosen.len();
+            let mut extra = sample(rng, classes, (missing * 2 + 8).min(classes)).into_iter();
             while chosen.len() < want {
                 match extra.next() {
                     Some(c) => {
@@ -85,6 +85,22 @@ pub fn normalized_softmax<R: Rng>(
     } else {
         proxies.select(0, int_tensor(&subset, device))
     };
+    softmax_over_subset(embeddings, proxies, &subset, targets, temperature, device)
+}
+
+/// The loss over an already gathered set of proxies: `proxies` holds the rows `subset`
+/// (sorted class indices that include every target label) of a task's bank.
+///
+/// # Shapes
+/// `embeddings`: `[B, D]`; `proxies`: `[subset.len(), D]`.
+pub fn softmax_over_subset(
+    embeddings: &Tensor<2>,
+    proxies: Tensor<2>,
+    subset: &[usize],
+    targets: &TaskTargets,
+    temperature: f64,
+    device: &Device,
+) -> Tensor<1> {
     let norm = proxies
         .clone()
         .powi_scalar(2)
@@ -134,6 +150,12 @@ mod tests {
         assert!(s.contains(&5) && s.contains(&999_999));
         assert!(s.windows(2).all(|w| w[0] < w[1]));
         let all = proxy_subset(&[1], 10, ProxySet::Sampled { budget: 100 }, &mut rng);
+        // a budget just below the class count, and labels that already fill it
+        let near = proxy_subset(&[0, 1], 3, ProxySet::Sampled { budget: 2 }, &mut rng);
+        assert_eq!(near, vec![0, 1]);
+        let near = proxy_subset(&[4], 5, ProxySet::Sampled { budget: 4 }, &mut rng);
+        assert_eq!(near.len(), 4);
+        assert!(near.contains(&4));
         assert_eq!(all, (0..10).collect::<Vec<_>>());
     }
 

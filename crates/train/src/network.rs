@@ -125,8 +125,12 @@ pub struct Network {
     pub head_conv: Option<FoldedConv>,
     /// `[trunk_dim, D]` projection without bias.
     pub projection: Param<Tensor<2>>,
-    /// One `[classes, D]` proxy bank per task (rows are normalised in the loss).
+    /// Dense `[classes, D]` proxy banks (rows are normalised in the loss), of the tasks in
+    /// `proxy_tasks`; banks updated sparsely live outside the module.
     pub proxies: Vec<Param<Tensor<2>>>,
+    /// Task index of each bank in `proxies`.
+    #[module(skip)]
+    pub proxy_tasks: Vec<usize>,
     /// Index of the first trainable block in the trunk.
     #[module(skip)]
     pub first_block: usize,
@@ -160,8 +164,8 @@ fn param<const D: usize>(
 
 impl Network {
     /// Builds the trainable part from PyTorch-named weights (those of a model file), folding
-    /// each batch norm into its convolution. `proxies` gives, per task, the class count and the
-    /// initial `[classes, D]` values.
+    /// each batch norm into its convolution. `proxies` gives the dense banks: task index, class
+    /// count and `[classes, D]` values.
     ///
     /// # Errors
     /// [`Error::Model`] when a weight is missing or misshapen.
@@ -170,7 +174,7 @@ impl Network {
         architecture: unisight_core::Architecture,
         train_from: TrainFrom,
         dim: usize,
-        proxies: Vec<(usize, Vec<f32>)>,
+        proxies: Vec<(usize, usize, Vec<f32>)>,
         device: &Device,
     ) -> Result<Network> {
         let strides = block_strides(architecture);
@@ -238,10 +242,10 @@ impl Network {
             [trunk_dim, dim],
             device,
         );
+        let proxy_tasks = proxies.iter().map(|p| p.0).collect();
         let proxies = proxies
             .into_iter()
-            .enumerate()
-            .map(|(t, (classes, values))| {
+            .map(|(t, classes, values)| {
                 param(&format!("proxies.{t}"), values, [classes, dim], device)
             })
             .collect();
@@ -251,6 +255,7 @@ impl Network {
             head_conv,
             projection,
             proxies,
+            proxy_tasks,
             first_block,
         })
     }

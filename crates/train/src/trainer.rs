@@ -28,9 +28,10 @@ use unisight_model::{UnifiedModel, Weights, PROJECTION_KEY};
 
 use crate::cache::{self, CacheEntry, PixelSource, TrainInputs};
 use crate::config::{OptimizerKind, ProxyMode, Schedule, SetRef, TrainConfig};
-use crate::loss::{normalized_softmax, ProxySet, TaskTargets};
+use crate::loss::{proxy_subset, softmax_over_subset, ProxySet, TaskTargets};
 use crate::network::{Network, NetworkInput, TrainFrom};
 use crate::plan::{load_eval_set, mix, EvalSet, Sampler, TrainingSet};
+use crate::sparse::{SparseBank, SparseOptim};
 use crate::{Error, Result};
 
 /// Where a run writes and how it reports.
@@ -234,7 +235,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
 
     // network and optimizer, fresh or from the latest checkpoint
     let checkpoints = options.work_dir.join("checkpoints");
-    let (mut net, mut optim, mut state) = match latest_checkpoint(&checkpoints)? {
+    let (mut net, mut banks, mut optim, mut state) = match latest_checkpoint(&checkpoints)? {
         Some(dir) => {
             let state: RunState = read_json(&dir.join("state.json"))?;
             if state.fingerprint != fingerprint {
@@ -244,7 +245,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                 });
             }
             let (_, weights) = unisight_model::model_file::read(&dir.join("network.safetensors"))?;
-            let net = network_from(&weights, config, &set, &train_device)?;
+            let (net, banks) = network_from(&weights, config, &set, &train_device)?;
             let bytes = std::fs::read(dir.join("optimizer.bpk"))
                 .map_err(|e| Error::io(dir.join("optimizer.bpk"), e))?;
             let optim = make_optimizer(config)
@@ -253,7 +254,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                     path: dir.join("optimizer.bpk"),
                     what: e.to_string(),
                 })?;
-            (net, optim, state)
+            (net, banks, optim, state)
         }
         None => {
             let mut weights = base.to_weights();
@@ -268,7 +269,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                     values,
                 );
             }
-            let net = network_from(&weights, config, &set, &train_device)?;
+            let (net, banks) = network_from(&weights, config, &set, &train_device)?;
             let state = RunState {
                 fingerprint,
                 step: 0,
@@ -277,8 +278,13 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                     ..History::default()
                 },
             };
-            (net, make_optimizer(config), state)
+            (net, banks, make_optimizer(config), state)
         }
+    };
+    let sparse_optim = SparseOptim {
+        kind: config.train.optimizer,
+        weight_decay: config.train.weight_decay,
+        momentum: config.train.momentum,
     };
     let trunk_ids = net.trunk_param_ids();
     let proxy_sets: Vec<ProxySet> = config
@@ -334,6 +340,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
             soft / norm
         });
         let mut losses = Vec::with_capacity(set.tasks.len());
+        let mut leaves: Vec<(usize, Vec<usize>, Tensor<2>)> = Vec::new();
         for (t, task) in set.tasks.iter().enumerate() {
             let mut targets = TaskTargets::default();
             for (row, d) in draws.iter().enumerate() {
@@ -347,25 +354,50 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                 losses.push(None);
                 continue;
             }
-            let loss = normalized_softmax(
+            // the proxies of this step: gathered from a sparse bank as a leaf of the graph, or
+            // (a subset of) a dense bank of the network
+            let (subset, proxies) = match &banks[t] {
+                &Bank::Dense(i) => {
+                    let bank = net.proxies[i].val();
+                    let classes = bank.dims()[0];
+                    let subset = proxy_subset(&targets.labels, classes, proxy_sets[t], &mut rng);
+                    let proxies = if subset.len() == classes {
+                        bank
+                    } else {
+                        bank.select(0, int_tensor(&subset, &train_device))
+                    };
+                    (subset, proxies)
+                }
+                Bank::Sparse(bank) => {
+                    let subset =
+                        proxy_subset(&targets.labels, bank.classes, proxy_sets[t], &mut rng);
+                    let leaf = Tensor::<2>::from_data(
+                        TensorData::new(bank.gather(&subset), [subset.len(), bank.dim]),
+                        &train_device,
+                    )
+                    .require_grad();
+                    leaves.push((t, subset.clone(), leaf.clone()));
+                    (subset, leaf)
+                }
+            };
+            let temperature = config.train.temperature;
+            let loss = softmax_over_subset(
                 &out.normalized,
-                net.proxies[t].val(),
+                proxies.clone(),
+                &subset,
                 &targets,
-                config.train.temperature,
-                proxy_sets[t],
-                &mut rng,
+                temperature,
                 &train_device,
             );
             losses.push(Some(loss.clone().into_scalar::<f32>() as f64));
             let mut loss = loss;
             if let Some(soft) = &soft_codes {
-                let binary = normalized_softmax(
+                let binary = softmax_over_subset(
                     soft,
-                    net.proxies[t].val(),
+                    proxies,
+                    &subset,
                     &targets,
-                    config.train.temperature,
-                    proxy_sets[t],
-                    &mut rng,
+                    temperature,
                     &train_device,
                 );
                 loss = loss + binary * config.train.binary_weight;
@@ -379,6 +411,12 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         let lr = learning_rate(config, step, total_steps, warmup);
         if let Some(total) = total {
             let mut raw = total.backward();
+            for (t, subset, leaf) in leaves {
+                if let (Bank::Sparse(bank), Some(grad)) = (&mut banks[t], leaf.grad(&raw)) {
+                    let grad = unisight_model::efficientnet::values_of(grad).1;
+                    bank.update(&subset, &grad, lr, &sparse_optim);
+                }
+            }
             let trunk_grads = GradientsParams::from_params(&mut raw, &net, &trunk_ids);
             let new_grads = GradientsParams::from_grads(raw, &net);
             net = optim.step(lr, net, new_grads);
@@ -413,7 +451,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         let stop_now =
             options.stop_after.is_some_and(|s| state.step >= s) && state.step < total_steps;
         if state.step % config.train.checkpoint_every == 0 || stop_now {
-            save_checkpoint(&checkpoints, &net, &optim, &state, config)?;
+            save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
         }
         if stop_now {
             interrupted = true;
@@ -450,8 +488,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
             state.step,
             false,
         );
-        save_checkpoint(&checkpoints, &net, &optim, &state, config)?;
-        save_model(&base, &net, config, &set, &options.out)?;
+        save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
+        save_model(&base, &net, &banks, &set, &options.out)?;
     }
     let report = TrainReport {
         steps: state.step,
@@ -517,29 +555,102 @@ fn base_model(config: &TrainConfig, device: &Device) -> Result<UnifiedModel> {
     Ok(model)
 }
 
+/// A task's proxies: a dense bank inside the network (index into `Network::proxies`), or a
+/// sparse bank updated row by row.
+#[derive(Debug)]
+enum Bank {
+    Dense(usize),
+    Sparse(SparseBank),
+}
+
+/// The network and the proxy banks from weights (the initial ones, or a checkpoint's). A task
+/// gets a sparse bank when it samples proxies and has more classes than its budget.
 fn network_from(
     weights: &Weights,
     config: &TrainConfig,
     set: &TrainingSet,
     device: &Device,
-) -> Result<Network> {
-    let proxies = (0..set.tasks.len())
-        .map(|t| {
-            let p = weights.get(
-                &proxies_key(t),
-                &[Some(set.tasks[t].classes.len()), Some(config.model.dim)],
-            )?;
-            Ok((p.shape[0], p.values.clone()))
-        })
-        .collect::<std::result::Result<Vec<_>, unisight_model::Error>>()?;
-    Network::from_weights(
+) -> Result<(Network, Vec<Bank>)> {
+    let dim = config.model.dim;
+    let mut dense = Vec::new();
+    let mut banks = Vec::new();
+    for (t, task) in set.tasks.iter().enumerate() {
+        let classes = task.classes.len();
+        let p = weights.get(&proxies_key(t), &[Some(classes), Some(dim)])?;
+        let cfg = &config.tasks[t];
+        if cfg.proxies == ProxyMode::Sampled && classes > cfg.proxy_budget {
+            let mut bank = SparseBank::new(classes, dim, p.values.clone());
+            let key = proxies_key(t);
+            if weights.contains(&format!("{key}.moment1")) {
+                bank.moment1 = weights
+                    .get(&format!("{key}.moment1"), &[Some(classes), Some(dim)])?
+                    .values
+                    .clone();
+                bank.moment2 = weights
+                    .get(&format!("{key}.moment2"), &[Some(classes), Some(dim)])?
+                    .values
+                    .clone();
+                bank.steps = weights
+                    .get(&format!("{key}.steps"), &[Some(classes)])?
+                    .values
+                    .iter()
+                    .map(|&x| x as u32)
+                    .collect();
+            }
+            banks.push(Bank::Sparse(bank));
+        } else {
+            banks.push(Bank::Dense(dense.len()));
+            dense.push((t, classes, p.values.clone()));
+        }
+    }
+    let net = Network::from_weights(
         weights,
         config.model.architecture,
         config.model.train_from,
-        config.model.dim,
-        proxies,
+        dim,
+        dense,
         device,
-    )
+    )?;
+    Ok((net, banks))
+}
+
+/// Every bank's proxies (and a sparse bank's optimizer state when `with_state`) by task.
+fn bank_weights(net: &Network, banks: &[Bank], with_state: bool, out: &mut Weights) {
+    for (t, bank) in banks.iter().enumerate() {
+        let key = proxies_key(t);
+        match bank {
+            Bank::Dense(i) => {
+                let (shape, values) =
+                    unisight_model::efficientnet::values_of(net.proxies[*i].val());
+                out.insert(key, shape, values);
+            }
+            Bank::Sparse(b) => {
+                out.insert(key.clone(), vec![b.classes, b.dim], b.values.clone());
+                if with_state {
+                    out.insert(
+                        format!("{key}.moment1"),
+                        vec![b.classes, b.dim],
+                        b.moment1.clone(),
+                    );
+                    out.insert(
+                        format!("{key}.moment2"),
+                        vec![b.classes, b.dim],
+                        b.moment2.clone(),
+                    );
+                    out.insert(
+                        format!("{key}.steps"),
+                        vec![b.classes],
+                        b.steps.iter().map(|&x| x as f32).collect(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn int_tensor(values: &[usize], device: &Device) -> Tensor<1, burn::tensor::Int> {
+    let v: Vec<i64> = values.iter().map(|&x| x as i64).collect();
+    Tensor::from_data(TensorData::new(v, [values.len()]), device)
 }
 
 fn make_optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -719,19 +830,17 @@ fn evaluate(
     out
 }
 
-fn checkpoint_weights(net: &Network) -> Weights {
+fn checkpoint_weights(net: &Network, banks: &[Bank]) -> Weights {
     let mut w = Weights::default();
     net.write_folded(&mut w);
-    for (t, p) in net.proxies.iter().enumerate() {
-        let (shape, values) = unisight_model::efficientnet::values_of(p.val());
-        w.insert(proxies_key(t), shape, values);
-    }
+    bank_weights(net, banks, true, &mut w);
     w
 }
 
 fn save_checkpoint(
     dir: &Path,
     net: &Network,
+    banks: &[Bank],
     optim: &ModuleOptimizer,
     state: &RunState,
     config: &TrainConfig,
@@ -754,7 +863,7 @@ fn save_checkpoint(
     unisight_model::model_file::write(
         &tmp.join("network.safetensors"),
         &spec,
-        &checkpoint_weights(net),
+        &checkpoint_weights(net, banks),
     )?;
     let bytes = optim.into_bytes().map_err(|e| Error::Resume {
         path: tmp.join("optimizer.bpk"),
@@ -813,16 +922,13 @@ pub struct TaskHead {
 fn save_model(
     base: &UnifiedModel,
     net: &Network,
-    config: &TrainConfig,
+    banks: &[Bank],
     set: &TrainingSet,
     out: &Path,
 ) -> Result<()> {
     let mut weights = base.to_weights();
     net.write_weights(&mut weights);
-    for (t, p) in net.proxies.iter().enumerate() {
-        let norm_values = unisight_model::efficientnet::values_of(p.val());
-        weights.insert(proxies_key(t), norm_values.0, norm_values.1);
-    }
+    bank_weights(net, banks, false, &mut weights);
     debug_assert!(weights.contains(PROJECTION_KEY));
     let spec = ModelSpec {
         projection: Projection::Trained,
@@ -837,7 +943,6 @@ fn save_model(
             classes: t.classes.clone(),
         })
         .collect();
-    let _ = config;
     let tasks = serde_json::to_string(&heads).expect("serialises");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;

@@ -178,6 +178,8 @@ validate_every = 3
 kind = "manifest"
 root = "."
 [[tasks]]
+proxies = "sampled"
+proxy_budget = 2
 name = "products"
 sources = ["photos"]
 label = "label"
@@ -356,7 +358,7 @@ fn trains_from_simulated_engagement_and_evaluates_on_human_labels() {
     let toml = std::fs::read_to_string(dir.path().join("tasks.toml"))
         .unwrap()
         .replace(
-            "[[tasks]]\nname = \"products\"\nsources = [\"photos\"]\nlabel = \"label\"\n[tasks.eval]",
+            "[[tasks]]\nproxies = \"sampled\"\nproxy_budget = 2\nname = \"products\"\nsources = [\"photos\"]\nlabel = \"label\"\n[tasks.eval]",
             "[datasets.engaged]\nkind = \"engagement\"\nroot = \".\"\nlogs = \"logs\"\ntrain_splits = [\"clicks\"]\nengagement_rule = { min_score = 2.0, max_class_size = 10 }\n\
              [[tasks]]\nname = \"engagement\"\nsources = [\"engaged\"]\nlabel = \"engagement\"\n[tasks.eval]\nlabel = \"label\"",
         );
