@@ -43,15 +43,18 @@ impl EmbeddingHead {
             Some(p) => x.matmul(p.val()),
             None => x,
         };
-        let norm = projected
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        let normalized = projected.clone() / norm;
+        let normalized = l2_normalize(projected.clone());
         (projected, normalized)
     }
+}
+
+/// Rows scaled to unit L2 norm (rows of zeros stay zero).
+///
+/// # Shapes
+/// `[B, D]` -> `[B, D]`
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
 }
 
 /// LayerNorm over the last dimension without affine parameters.

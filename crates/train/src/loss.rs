@@ -8,6 +8,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::index::sample;
 use rand::Rng;
+use unisight_model::head::l2_normalize;
 
 /// Which proxies the softmax runs over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,13 +102,7 @@ pub fn softmax_over_subset(
     temperature: f64,
     device: &Device,
 ) -> Tensor<1> {
-    let norm = proxies
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt()
-        .clamp_min(1e-12);
-    let proxies = proxies / norm;
+    let proxies = l2_normalize(proxies);
     let rows = embeddings
         .clone()
         .select(0, int_tensor(&targets.rows, device));

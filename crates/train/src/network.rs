@@ -17,7 +17,7 @@ use burn::nn::PaddingConfig2d;
 use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use unisight_model::efficientnet::{block_strides, relu6, BN_EPSILON};
-use unisight_model::head::layer_norm;
+use unisight_model::head::{l2_normalize, layer_norm};
 use unisight_model::{Weights, PROJECTION_KEY};
 
 use crate::{Error, Result};
@@ -280,13 +280,7 @@ impl Network {
             }
         };
         let projected = layer_norm(features).matmul(self.projection.val());
-        let norm = projected
-            .clone()
-            .powi_scalar(2)
-            .sum_dim(1)
-            .sqrt()
-            .clamp_min(1e-12);
-        let normalized = projected.clone() / norm;
+        let normalized = l2_normalize(projected.clone());
         NetworkOutput {
             projected,
             normalized,

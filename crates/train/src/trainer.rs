@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use unisight_core::{ModelSpec, Projection};
 use unisight_eval::metrics::recall_at_k;
 use unisight_eval::search::{top_k_float, top_k_hamming, SelfMatch};
+use unisight_model::head::l2_normalize;
 use unisight_model::{UnifiedModel, Weights, PROJECTION_KEY};
 
 use crate::cache::{self, CacheEntry, PixelSource, TrainInputs};
@@ -143,7 +144,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     }
 
     // evaluation sets: validation during training, final at the end
-    let mut eval_sets: Vec<(usize, SetRef, Option<SetRef>, bool)> = Vec::new(); // (task, queries, gallery, is_validation)
+    let mut eval_sets: Vec<(usize, SetRef, Option<SetRef>, bool)> = Vec::new();
     for (t, task) in config.tasks.iter().enumerate() {
         if let Some(e) = &task.eval {
             let gallery =
@@ -201,6 +202,11 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         }
         eval_entries.push(rows);
     }
+    let evaluator = Evaluator {
+        sets: eval_sets,
+        loaded,
+        entries: eval_entries,
+    };
     let started = Instant::now();
     let trunk_cache = if config.model.train_from == TrainFrom::Stem {
         TrainInputs::Pixels(PixelSource::new(
@@ -329,16 +335,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x6e65_6773, step as u64));
         let mut total: Option<Tensor<1>> = None;
         // the binary-aware term: a normalised tanh of the projection stands in for the code
-        let soft_codes = (config.train.binary_weight > 0.0).then(|| {
-            let soft = (out.projected.clone() * config.train.binary_sharpness).tanh();
-            let norm = soft
-                .clone()
-                .powi_scalar(2)
-                .sum_dim(1)
-                .sqrt()
-                .clamp_min(1e-12);
-            soft / norm
-        });
+        let soft_codes = (config.train.binary_weight > 0.0)
+            .then(|| l2_normalize((out.projected.clone() * config.train.binary_sharpness).tanh()));
         let mut losses = Vec::with_capacity(set.tasks.len());
         let mut leaves: Vec<(usize, Vec<usize>, Tensor<2>)> = Vec::new();
         for (t, task) in set.tasks.iter().enumerate() {
@@ -435,17 +433,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         ));
         bar.set_position(state.step as u64);
         if validate_every > 0 && state.step % validate_every == 0 && state.step < total_steps {
-            let evals = evaluate(
-                &net,
-                &trunk_cache,
-                &eval_sets,
-                &loaded,
-                &eval_entries,
-                config,
-                &set,
-                state.step,
-                true,
-            );
+            let evals = evaluator.run(&net, &trunk_cache, config, &set, state.step, true);
             state.history.validation.extend(evals);
         }
         let stop_now =
@@ -464,30 +452,10 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let mut eval = Vec::new();
     if !interrupted {
         if validate_every > 0 {
-            let v = evaluate(
-                &net,
-                &trunk_cache,
-                &eval_sets,
-                &loaded,
-                &eval_entries,
-                config,
-                &set,
-                state.step,
-                true,
-            );
+            let v = evaluator.run(&net, &trunk_cache, config, &set, state.step, true);
             state.history.validation.extend(v);
         }
-        eval = evaluate(
-            &net,
-            &trunk_cache,
-            &eval_sets,
-            &loaded,
-            &eval_entries,
-            config,
-            &set,
-            state.step,
-            false,
-        );
+        eval = evaluator.run(&net, &trunk_cache, config, &set, state.step, false);
         save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
         save_model(&base, &net, &banks, &set, &options.out)?;
     }
@@ -737,18 +705,42 @@ fn embed_entries(
     (emb, codes)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The evaluation sets of a run and where their images sit among the input entries.
+struct Evaluator {
+    /// (task, queries, gallery (`None`: leave-one-out), is validation).
+    sets: Vec<(usize, SetRef, Option<SetRef>, bool)>,
+    /// Every set named, loaded once.
+    loaded: Vec<EvalSet>,
+    /// Per loaded set, the input entry of each image.
+    entries: Vec<Vec<usize>>,
+}
+
+impl Evaluator {
+    /// Recall@k float and bits of every validation (or final) set with the current network.
+    fn run(
+        &self,
+        net: &Network,
+        cache: &TrainInputs,
+        config: &TrainConfig,
+        set: &TrainingSet,
+        step: usize,
+        validation: bool,
+    ) -> Vec<TaskEval> {
+        evaluate(net, cache, self, config, set, step, validation)
+    }
+}
+
 fn evaluate(
     net: &Network,
     cache: &TrainInputs,
-    eval_sets: &[(usize, SetRef, Option<SetRef>, bool)],
-    loaded: &[EvalSet],
-    eval_entries: &[Vec<usize>],
+    evaluator: &Evaluator,
     config: &TrainConfig,
     set: &TrainingSet,
     step: usize,
     validation: bool,
 ) -> Vec<TaskEval> {
+    let (eval_sets, loaded, eval_entries) =
+        (&evaluator.sets, &evaluator.loaded, &evaluator.entries);
     let dim = config.model.dim;
     let label_of = |t: usize| set.tasks[t].label.clone();
     let mut out = Vec::new();
