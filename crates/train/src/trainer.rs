@@ -319,6 +319,11 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let mut images_seen = 0usize;
     let mut interrupted = false;
     let validate_every = config.train.validate_every;
+    if state.step == 0 && validate_every > 0 {
+        // the starting point of the curves
+        let evals = evaluator.run(&net, &trunk_cache, config, &set, 0, true);
+        state.history.validation.extend(evals);
+    }
     while state.step < total_steps {
         let step = state.step;
         let draws: Vec<_> = sampler
