@@ -23,6 +23,9 @@ pub enum Error {
     /// Files and artifacts.
     #[error(transparent)]
     Core(#[from] unisight_core::Error),
+    /// Evaluation and charts.
+    #[error(transparent)]
+    Eval(#[from] unisight_eval::Error),
     /// I/O on a named file.
     #[error("{}: {source}", path.display())]
     Io {
