@@ -12,7 +12,10 @@ use unisight_data::preprocess::to_input;
 use unisight_embed::EmbedOptions;
 use unisight_index::{FloatKind, Index, IndexConfig, NewItem, Rerank, ScanOptions};
 
+use unisight_eval::evaluate::Settings;
+
 use crate::embedder::{load_model, make_embedder, Backend};
+use crate::evaluation::{read_entry, run_eval, Source};
 
 /// One image embedding for several visual-search products.
 #[derive(Debug, Parser)]
@@ -118,6 +121,79 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+    },
+    /// Evaluate a model on the `eval` sets of a task file (embedded through ONNX Runtime and
+    /// cached), or embedding folders: per task Recall@k, Precision@k, MAP@R and NMI, float and
+    /// bits, worst classes; writes report.json, report.md, Recall@k charts and examples.html.
+    Eval {
+        /// Model file (with --config).
+        #[arg(long, requires = "config", conflicts_with = "embeddings")]
+        model: Option<PathBuf>,
+        /// Task file whose tasks' `eval` sections name query and gallery sets.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Folder that relative dataset roots of the task file are in.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Only these tasks (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Cache of embedded evaluation sets, per model.
+        #[arg(long, default_value = ".cache/embeddings")]
+        cache_dir: PathBuf,
+        /// Query embeddings (an `unisight embed` folder whose items carry labels).
+        #[arg(long, required_unless_present = "model")]
+        embeddings: Option<PathBuf>,
+        /// Gallery embeddings (default: leave-one-out within the queries).
+        #[arg(long, requires = "embeddings")]
+        gallery: Option<PathBuf>,
+        /// Folder the embedding folders' item paths are relative to (for thumbnails).
+        #[arg(long, requires = "embeddings")]
+        image_root: Option<PathBuf>,
+        /// Task name in the report (embedding folders).
+        #[arg(long, default_value = "task", requires = "embeddings")]
+        task: String,
+        /// k of Recall@k and Precision@k (default: the task file's, else 1,5,10).
+        #[arg(long, value_delimiter = ',')]
+        k: Option<Vec<usize>>,
+        /// MAP@R reads at most this many results per query.
+        #[arg(long, default_value_t = 1000)]
+        map_r_cap: usize,
+        /// NMI clusters at most this many queries (0: no NMI).
+        #[arg(long, default_value_t = 20_000)]
+        nmi_max_items: usize,
+        /// Example queries per task on the HTML page.
+        #[arg(long, default_value_t = 12)]
+        examples: usize,
+        /// Seed of the NMI sample, k-means and the examples.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put several models' eval reports in one table per task, best marked, differences to the
+    /// baseline with paired bootstrap intervals. Each MODEL is `NAME=REPORT[,REPORT...]` (one
+    /// report per training seed) or a report path.
+    Compare {
+        /// Models to compare.
+        #[arg(required = true)]
+        models: Vec<String>,
+        /// Name of the baseline model (default: the first).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Bootstrap resamples.
+        #[arg(long, default_value_t = 1000)]
+        resamples: usize,
+        /// Confidence level of the intervals.
+        #[arg(long, default_value_t = 0.95)]
+        level: f64,
+        /// Bootstrap seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output folder (compare.json, compare.md, charts).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
     /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
@@ -417,6 +493,79 @@ pub fn run(cli: Cli) -> Result<()> {
             println!(
                 "curves: {0}/history.json, {0}/loss.png, {0}/validation.png",
                 work_dir.display()
+            );
+            Ok(())
+        }
+        Command::Eval {
+            model,
+            config,
+            data_dir,
+            tasks,
+            cache_dir,
+            embeddings,
+            gallery,
+            image_root,
+            task,
+            k,
+            map_r_cap,
+            nmi_max_items,
+            examples,
+            seed,
+            out,
+        } => {
+            let source = match (&model, &config, &embeddings) {
+                (Some(model), Some(config), None) => Source::Model {
+                    model,
+                    config,
+                    data_dir: data_dir.as_deref(),
+                    tasks: &tasks,
+                    cache_dir: &cache_dir,
+                },
+                (None, _, Some(queries)) => Source::Embeddings {
+                    queries,
+                    gallery: gallery.as_deref(),
+                    image_root: image_root.as_deref(),
+                    task: &task,
+                },
+                _ => bail!("give --model with --config, or --embeddings"),
+            };
+            let settings = Settings {
+                ks: Vec::new(),
+                map_r_cap,
+                nmi_max_items,
+                examples,
+                seed,
+                ..Settings::default()
+            };
+            run_eval(source, k, settings, &out)
+        }
+        Command::Compare {
+            models,
+            baseline,
+            resamples,
+            level,
+            seed,
+            out,
+        } => {
+            if !(0.0..1.0).contains(&level) || level <= 0.0 {
+                bail!("--level must be between 0 and 1, e.g. 0.95");
+            }
+            let entries = models
+                .iter()
+                .map(|m| read_entry(m))
+                .collect::<Result<Vec<_>>>()?;
+            let comparison = unisight_eval::report::compare(
+                &entries,
+                baseline.as_deref(),
+                resamples,
+                level,
+                seed,
+            )?;
+            comparison.write(&out)?;
+            print!("{}", comparison.to_markdown());
+            eprintln!(
+                "wrote {0}/compare.json, compare.md and compare-*.png",
+                out.display()
             );
             Ok(())
         }

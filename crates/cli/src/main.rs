@@ -2,6 +2,7 @@
 
 mod commands;
 mod embedder;
+mod evaluation;
 
 use clap::Parser;
 

@@ -336,6 +336,10 @@ pub struct EvalConfig {
     /// Label field that decides relevance in evaluation (default: the task's label), e.g.
     /// human `fine` labels for a task trained on `engagement`.
     pub label: Option<String>,
+    /// Field whose equal values mark near-duplicates (photos of one shoot, one source page):
+    /// `unisight eval` never lets a query retrieve gallery items of its own group. `domain` or
+    /// any label field of the dataset.
+    pub group: Option<String>,
 }
 
 fn default_ks() -> Vec<usize> {

@@ -6,7 +6,7 @@ use std::path::Path;
 use unisight_eval::chart::line_chart;
 
 use crate::trainer::History;
-use crate::{Error, Result};
+use crate::Result;
 
 /// Writes `loss.png` and, when there are validation points, `validation.png` into `dir`.
 ///
