@@ -160,7 +160,7 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         map_r_cap: usize,
         /// NMI clusters at most this many queries (0: no NMI).
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 10_000)]
         nmi_max_items: usize,
         /// Example queries per task on the HTML page.
         #[arg(long, default_value_t = 12)]

@@ -56,7 +56,7 @@ impl Default for Settings {
             ks: vec![1, 5, 10],
             curve_depth: 32,
             map_r_cap: 1000,
-            nmi_max_items: 20_000,
+            nmi_max_items: 10_000,
             examples: 12,
             example_depth: 8,
             seed: 0,

@@ -12,7 +12,7 @@ use unisight_index::scan::{search as hamming_search, CodeBlock};
 use unisight_index::ScanOptions;
 
 /// Queries scored together against one gallery block.
-const QUERY_BLOCK: usize = 64;
+const QUERY_BLOCK: usize = 256;
 /// Gallery rows per block of the float scan.
 const GALLERY_BLOCK: usize = 2048;
 /// Queries per pass of the Hamming scan.
