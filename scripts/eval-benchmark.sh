@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The README's results table: every trained model (zero-shot, specialized per task, unified)
+# evaluated on grocery fine (test photos -> iconic catalog images), grocery coarse (test ->
+# train photos) and clothing (test -> train), float and bits, over the seeds that exist, then
+# compared against zero-shot with paired bootstrap intervals. The table is written between the
+# eval-table markers of README.md.
+#
+#   scripts/eval-benchmark.sh [DATA_DIR] [MODELS_DIR] [OUT]
+#     DATA_DIR    ../shared/data (grocery-store/dataset and clothing-small)
+#     MODELS_DIR  out/quality, where scripts/quality-bar.sh puts NAME-sSEED.safetensors
+#     OUT         out/eval
+#   SEEDS="1 2 3"  MODELS="zero-shot specialized-grocery-fine ..."  README=README.md
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=${1:-../shared/data}
+MODELS_DIR=${2:-out/quality}
+OUT=${3:-out/eval}
+SEEDS=${SEEDS:-"1 2 3"}
+MODELS=${MODELS:-"zero-shot specialized-grocery-fine specialized-grocery-coarse specialized-clothing unified unified-binary"}
+README=${README:-README.md}
+cargo build --release --locked -p unisight
+bin=target/release/unisight
+entries=()
+for model in $MODELS; do
+  reports=()
+  for seed in $SEEDS; do
+    name="$model-s$seed"
+    weights="$MODELS_DIR/$name.safetensors"
+    # only finished training runs (their report is written last)
+    if [ ! -f "$weights" ] || { [ "$model" != zero-shot ] && [ ! -f "$MODELS_DIR/$name.run/report.json" ]; }; then
+      continue
+    fi
+    if [ ! -f "$OUT/$name/report.json" ] || [ "$weights" -nt "$OUT/$name/report.json" ]; then
+      echo "== eval $name" >&2
+      $bin eval --model "$weights" --config configs/unified.toml --data-dir "$DATA_DIR" \
+        --out "$OUT/$name" > /dev/null
+    fi
+    reports+=("$OUT/$name")
+  done
+  if [ ${#reports[@]} -gt 0 ]; then
+    entries+=("$model=$(IFS=,; echo "${reports[*]}")")
+  else
+    echo "note: no finished $model model in $MODELS_DIR" >&2
+  fi
+done
+$bin compare --baseline zero-shot --out "$OUT/compare" "${entries[@]}" > /dev/null
+echo "wrote $OUT/compare/compare.md" >&2
+if [ -n "$README" ] && grep -q '<!-- eval-table:begin -->' "$README"; then
+  python3 - "$README" "$OUT/compare/compare.md" <<'PY'
+import sys
+readme, table = sys.argv[1], open(sys.argv[2]).read()
+text = open(readme).read()
+begin, end = "<!-- eval-table:begin -->", "<!-- eval-table:end -->"
+head, rest = text.split(begin, 1)
+_, tail = rest.split(end, 1)
+open(readme + ".tmp", "w").write(head + begin + "\n" + table + end + tail)
+import os; os.replace(readme + ".tmp", readme)
+PY
+  echo "updated the table in $README" >&2
+fi
+cat "$OUT/compare/compare.md"
