@@ -5,7 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rayon::prelude::*;
 use unisight_core::atomic::{atomic_write, atomic_write_bytes};
@@ -127,7 +127,7 @@ fn thumb_name(path: &str) -> String {
     format!("{:08x}.jpg", crc32c::crc32c(path.as_bytes()))
 }
 
-fn make_thumbnail(source: &Path, target: &PathBuf) -> Result<()> {
+fn make_thumbnail(source: &Path, target: &Path) -> Result<()> {
     if target.exists() {
         return Ok(());
     }
