@@ -182,6 +182,9 @@ enum Command {
         /// Name of the baseline model (default: the first).
         #[arg(long)]
         baseline: Option<String>,
+        /// Only these tasks (comma-separated; default: every task of the reports).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
         /// Bootstrap resamples.
         #[arg(long, default_value_t = 1000)]
         resamples: usize,
@@ -542,6 +545,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Compare {
             models,
             baseline,
+            tasks,
             resamples,
             level,
             seed,
@@ -556,6 +560,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             let comparison = unisight_eval::report::compare(
                 &entries,
+                &tasks,
                 baseline.as_deref(),
                 resamples,
                 level,

@@ -515,15 +515,16 @@ pub struct Comparison {
     pub tasks: Vec<TaskComparison>,
 }
 
-/// Compares `entries` task by task; differences against `baseline` (an entry name; default the
-/// first) with paired bootstrap intervals over queries (a query's value is its hit averaged
-/// over the entry's seeds).
+/// Compares `entries` task by task (only the tasks named in `only_tasks`, when not empty);
+/// differences against `baseline` (an entry name; default the first) with paired bootstrap
+/// intervals over queries (a query's value is its hit averaged over the entry's seeds).
 ///
 /// # Errors
 /// [`Error::Input`] when an entry has no reports, the baseline is unknown, or two reports of a
 /// task were measured on different query lists.
 pub fn compare(
     entries: &[CompareEntry],
+    only_tasks: &[String],
     baseline: Option<&str>,
     resamples: usize,
     level: f64,
@@ -546,11 +547,18 @@ pub fn compare(
         for r in &e.reports {
             for t in &r.tasks {
                 let key = (t.task.clone(), t.queries.clone(), t.gallery.clone());
-                if !task_keys.contains(&key) {
+                let wanted = only_tasks.is_empty() || only_tasks.contains(&t.task);
+                if wanted && !task_keys.contains(&key) {
                     task_keys.push(key);
                 }
             }
         }
+    }
+    if let Some(missing) = only_tasks
+        .iter()
+        .find(|n| !task_keys.iter().any(|(t, _, _)| t == *n))
+    {
+        return Err(Error::Input(format!("no report has a task named `{missing}`")));
     }
     let mut tasks = Vec::new();
     for (task, queries, gallery) in task_keys {
@@ -930,7 +938,7 @@ mod tests {
                 reports: vec![good.clone(), good.clone()],
             },
         ];
-        let c = compare(&entries, None, 200, 0.95, 1).unwrap();
+        let c = compare(&entries, &[], None, 200, 0.95, 1).unwrap();
         let t = &c.tasks[0];
         assert_eq!(t.rows[1].seeds, 2);
         let d = t.rows[1].vs_baseline_float.as_ref().unwrap()[0];
@@ -951,7 +959,7 @@ mod tests {
                 reports: vec![report("o#3", &other, &gallery)],
             },
         ];
-        let err = compare(&entries, None, 10, 0.95, 1)
+        let err = compare(&entries, &[], None, 10, 0.95, 1)
             .unwrap_err()
             .to_string();
         assert!(err.contains("other queries"), "{err}");
