@@ -558,7 +558,9 @@ pub fn compare(
         .iter()
         .find(|n| !task_keys.iter().any(|(t, _, _)| t == *n))
     {
-        return Err(Error::Input(format!("no report has a task named `{missing}`")));
+        return Err(Error::Input(format!(
+            "no report has a task named `{missing}`"
+        )));
     }
     let mut tasks = Vec::new();
     for (task, queries, gallery) in task_keys {
@@ -949,6 +951,10 @@ mod tests {
             "{}",
             c.to_markdown()
         );
+        let only = compare(&entries, &["t".into()], Some("good"), 10, 0.95, 1).unwrap();
+        assert!(only.tasks[0].rows[1].vs_baseline_float.is_none());
+        let err = compare(&entries, &["nope".into()], None, 10, 0.95, 1).unwrap_err();
+        assert!(err.to_string().contains("`nope`"));
 
         // another query list is refused, not paired
         let other = set("q", &[([1.0, 0.2], "a"), ([0.2, 1.0], "b")]);
