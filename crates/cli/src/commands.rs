@@ -198,6 +198,44 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Serve visual search over HTTP: JSON API, web page at /, OpenAPI at /openapi.json.
+    /// Binds to loopback unless told otherwise; adding and removing items needs the bearer
+    /// token named by --token-env (off when that variable is unset).
+    Serve {
+        /// Model file (default: zero-shot Lite0, which must match the index).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: std::net::SocketAddr,
+        /// Embedding workers (each an ONNX Runtime session).
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Threads per embedding worker (0: ONNX Runtime decides).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Requests that may wait for a worker before the service answers 503.
+        #[arg(long, default_value_t = 32)]
+        queue: usize,
+        /// Folder the items' paths are relative to, for result thumbnails.
+        #[arg(long)]
+        image_root: Option<PathBuf>,
+        /// Largest upload, in MiB.
+        #[arg(long, default_value_t = 16)]
+        max_body_mib: usize,
+        /// Largest image, in megapixels (checked from the header before decoding).
+        #[arg(long, default_value_t = 40)]
+        max_megapixels: u64,
+        /// Seconds a request may take.
+        #[arg(long, default_value_t = 10)]
+        timeout_s: u64,
+        /// Environment variable holding the bearer token for add and remove.
+        #[arg(long, default_value = "UNISIGHT_TOKEN")]
+        token_env: String,
+    },
     /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
     /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
     SummarizeRuns {
@@ -572,6 +610,60 @@ pub fn run(cli: Cli) -> Result<()> {
                 "wrote {0}/compare.json, compare.md and compare-*.png",
                 out.display()
             );
+            Ok(())
+        }
+        Command::Serve {
+            model,
+            index,
+            addr,
+            workers,
+            threads,
+            queue,
+            image_root,
+            max_body_mib,
+            max_megapixels,
+            timeout_s,
+            token_env,
+        } => {
+            let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
+            let index = if token.is_some() {
+                Index::open_writable(&index)?
+            } else {
+                Index::open(&index)?
+            };
+            let mut embedders = Vec::new();
+            for _ in 0..workers.max(1) {
+                let (net, model_id) = load_model(model.as_deref())?;
+                embedders.push(make_embedder(net, &model_id, Backend::Auto, threads)?);
+            }
+            if embedders[0].spec().code_bytes() * 8 != index.layout().bits {
+                bail!(
+                    "the model makes {}-bit codes but the index holds {}-bit codes",
+                    embedders[0].spec().code_bytes() * 8,
+                    index.layout().bits
+                );
+            }
+            let max_body_bytes = max_body_mib << 20;
+            let limits = DecodeLimits {
+                max_file_bytes: max_body_bytes as u64,
+                max_pixels: max_megapixels * 1_000_000,
+            };
+            let pool = unisight_serve::pool::EmbedPool::start(embedders, queue, limits);
+            let config = unisight_serve::ServiceConfig {
+                max_body_bytes,
+                timeout: std::time::Duration::from_secs(timeout_s),
+                token: token.clone(),
+                image_root,
+                ..Default::default()
+            };
+            let state = unisight_serve::AppState::new(index, pool, config)?;
+            unisight_serve::serve_blocking(addr, state, |bound| {
+                println!("listening on http://{bound}/");
+                if token.is_none() {
+                    println!("(adding and removing items is off: ${token_env} is not set)");
+                }
+                let _ = std::io::stdout().flush();
+            })?;
             Ok(())
         }
         Command::SummarizeRuns { runs } => {

@@ -451,3 +451,203 @@ fn eval_reports_and_compares_models_on_real_photos() {
     );
     assert!(std::fs::read_dir(t.join("e/thumbs")).unwrap().count() > 5);
 }
+
+/// A running `unisight serve`, killed on drop.
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(args: &[&std::ffi::OsStr], token: Option<&str>) -> Server {
+    use std::io::BufRead;
+    let mut cmd = unisight();
+    cmd.arg("serve").args(args).args(["--addr", "127.0.0.1:0"]);
+    match token {
+        Some(t) => cmd.env("UNISIGHT_TOKEN", t),
+        None => cmd.env_remove("UNISIGHT_TOKEN"),
+    };
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .trim_end_matches('/')
+        .to_string();
+    Server { child, url }
+}
+
+/// Status and JSON body of a request (ureq reports 4xx/5xx as errors; both are answers here).
+fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, serde_json::Value) {
+    let result = match body {
+        Some((kind, bytes)) => request.set("Content-Type", kind).send_bytes(bytes),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("transport error: {e}"),
+    };
+    let status = response.status();
+    let text = response.into_string().unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+#[test]
+fn serve_answers_searches_and_mutations_over_http() {
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let names = copy_photos(&grocery, &photos, 10);
+    let model = t.join("m.safetensors");
+    ok(unisight()
+        .args(["init-model", "--dim", "256", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap());
+    // the last photo stays out of the index, to be added over HTTP
+    let catalog = t.join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    for n in &names[..9] {
+        std::fs::copy(photos.join(n), catalog.join(n)).unwrap();
+    }
+    ok(unisight()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--input")
+        .arg(&catalog)
+        .arg("--out")
+        .arg(t.join("emb"))
+        .output()
+        .unwrap());
+    ok(unisight()
+        .args(["index", "build", "--from"])
+        .arg(t.join("emb"))
+        .arg("--out")
+        .arg(t.join("idx"))
+        .output()
+        .unwrap());
+    let server = start_server(
+        &[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--index".as_ref(),
+            t.join("idx").as_os_str(),
+            "--image-root".as_ref(),
+            photos.as_os_str(),
+        ],
+        Some("s3cret"),
+    );
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let url = |p: &str| format!("{}{p}", server.url);
+    let photo = std::fs::read(photos.join(&names[0])).unwrap();
+
+    // search by image: the photo itself comes first, re-ranked by cosine
+    let (status, body) = call(
+        ureq::post(&url("/v1/search?k=3&embedding=true")),
+        Some(("image/jpeg", &photo)),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["key"], names[0].as_str(), "{body}");
+    assert!(body["results"][0]["score"].as_f64().unwrap() > 0.999);
+    assert_eq!(body["results"].as_array().unwrap().len(), 3);
+    assert_eq!(body["embedding"].as_array().unwrap().len(), 256);
+    // more like this
+    let (status, body) = call(
+        ureq::get(&url(&format!("/v1/items/{}/similar?k=2", names[1]))),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(body["results"][0]["key"], names[1].as_str());
+    // bad input: 4xx with a reason, never a 5xx
+    let (status, body) = call(
+        ureq::post(&url("/v1/search")),
+        Some(("image/jpeg", b"\xff\xd8\xff not a jpeg")),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "bad_image");
+    let (status, _) = call(
+        ureq::post(&url("/v1/search")),
+        Some(("text/plain", b"hello")),
+    );
+    assert_eq!(status, 415);
+    let (status, _) = call(ureq::get(&url("/v1/items/nope/similar")), None);
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        ureq::post(&url("/v1/search?k=0")),
+        Some(("image/jpeg", &photo)),
+    );
+    assert_eq!(status, 400);
+
+    // mutations need the token; an added item is committed before the answer
+    let new = std::fs::read(photos.join(&names[9])).unwrap();
+    let add = format!("/v1/items?key={}", names[9]);
+    let (status, _) = call(ureq::post(&url(&add)), Some(("image/jpeg", &new)));
+    assert_eq!(status, 401);
+    let (status, body) = call(
+        ureq::post(&url(&add)).set("Authorization", "Bearer s3cret"),
+        Some(("image/jpeg", &new)),
+    );
+    assert_eq!(status, 201, "{body}");
+    let stats = ok(unisight()
+        .args(["index", "stats", "--index"])
+        .arg(t.join("idx"))
+        .output()
+        .unwrap());
+    assert!(stats.contains("10"), "{stats}");
+    let (_, body) = call(
+        ureq::post(&url("/v1/search?k=1")),
+        Some(("image/jpeg", &new)),
+    );
+    assert_eq!(body["results"][0]["key"], names[9].as_str());
+    let (status, _) = call(
+        ureq::delete(&url(&format!("/v1/items/{}", names[9])))
+            .set("Authorization", "Bearer s3cret"),
+        None,
+    );
+    assert_eq!(status, 204);
+    let (status, _) = call(ureq::get(&url(&format!("/v1/items/{}", names[9]))), None);
+    assert_eq!(status, 404);
+
+    // the page, the API description, metrics and item images
+    let page = ureq::get(&url("/")).call().unwrap().into_string().unwrap();
+    assert!(page.contains("unisight visual search"));
+    let (_, api) = call(ureq::get(&url("/openapi.json")), None);
+    assert_eq!(api["openapi"], "3.1.0");
+    assert!(api["paths"]["/v1/search"]["post"].is_object());
+    let metrics = ureq::get(&url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("unisight_requests_total{route=\"search_image\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("unisight_index_items 9"), "{metrics}");
+    let image = ureq::get(&url(&format!("/v1/items/{}/image", names[2])))
+        .call()
+        .unwrap();
+    assert_eq!(image.content_type(), "image/jpeg");
+}

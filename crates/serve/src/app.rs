@@ -1,0 +1,642 @@
+//! Routes of the service. Every error is JSON `{"error": code, "reason": text}` with a 4xx status
+//! for anything the client can fix (bad image, unknown id, wrong content type, too large), 503
+//! with `Retry-After` when the embedding queue is full, 504 when a request runs past its time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use unisight_index::{Index, NewItem, Rerank, ScanOptions};
+
+use crate::metrics::Metrics;
+use crate::pool::{EmbedPool, Embedded, JobError};
+
+/// Limits and switches of a running service.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest k a request may ask for.
+    pub max_k: usize,
+    /// Time a request may take before it is answered 504.
+    pub timeout: Duration,
+    /// Bearer token that add and remove require; `None` turns those routes off.
+    pub token: Option<String>,
+    /// Hamming candidates per result re-scored by floats when a request asks for re-ranking.
+    pub rerank_factor: usize,
+    /// Folder the items' paths are relative to; item images are served from it (never from
+    /// outside it). `None`: no item images.
+    pub image_root: Option<std::path::PathBuf>,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            max_body_bytes: 16 << 20,
+            max_k: 1000,
+            timeout: Duration::from_secs(10),
+            token: None,
+            rerank_factor: 4,
+            image_root: None,
+        }
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    index: RwLock<Index>,
+    keys: RwLock<HashMap<String, u64>>,
+    pool: EmbedPool,
+    config: ServiceConfig,
+    metrics: Metrics,
+}
+
+impl AppState {
+    /// Wraps an open index (writable when mutations are enabled) and a started pool.
+    ///
+    /// # Errors
+    /// Reading the index's items fails.
+    pub fn new(
+        index: Index,
+        pool: EmbedPool,
+        config: ServiceConfig,
+    ) -> Result<Self, unisight_index::Error> {
+        let mut keys = HashMap::with_capacity(index.len());
+        for item in index.items() {
+            let item = item?;
+            keys.insert(item.key, item.id);
+        }
+        Ok(AppState {
+            index: RwLock::new(index),
+            keys: RwLock::new(keys),
+            pool,
+            config,
+            metrics: Metrics::default(),
+        })
+    }
+}
+
+/// The router with every route, sharing `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/", get(crate::page::index_page))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
+        .route("/v1/search", post(search_by_image))
+        .route("/v1/items/{key}/similar", get(search_by_item))
+        .route("/v1/embed", post(embed))
+        .route("/v1/items", post(add_item))
+        .route("/v1/items/{key}", delete(remove_item).get(get_item))
+        .route("/v1/items/{key}/image", get(item_image))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// A JSON error response.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    reason: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(serde_json::json!({"error": self.code, "reason": self.reason}));
+        let mut response = (self.status, body).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Query parameters of the search routes.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    /// Results wanted (default 10).
+    k: Option<usize>,
+    /// Re-rank Hamming candidates by float cosine (default true when the index keeps floats).
+    rerank: Option<bool>,
+    /// Return the query's embedding too.
+    embedding: Option<bool>,
+}
+
+/// One result.
+#[derive(Debug, Serialize)]
+struct Hit {
+    key: String,
+    path: String,
+    distance: u32,
+    score: Option<f32>,
+}
+
+#[derive(Debug, Serialize)]
+struct SearchResponse {
+    results: Vec<Hit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding: Option<Vec<f32>>,
+    embed_ms: Option<f64>,
+    search_ms: f64,
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let items = state.index.read().map(|i| i.len()).unwrap_or(0);
+    Json(serde_json::json!({
+        "ready": true,
+        "items": items,
+        "workers": state.pool.workers(),
+        "queued": state.pool.queued(),
+    }))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let items = state.index.read().map(|i| i.len()).unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(items, state.pool.queued()),
+    )
+}
+
+fn check_image_type(headers: &HeaderMap) -> ApiResult<()> {
+    let kind = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if kind.starts_with("image/") || kind.starts_with("application/octet-stream") {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            format!("send the image as the body with Content-Type image/* (got `{kind}`)"),
+        ))
+    }
+}
+
+/// Runs one image through the pool within the request's time.
+async fn embed_image(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> ApiResult<(Embedded, f64)> {
+    check_image_type(headers)?;
+    if body.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_image",
+            "empty body",
+        ));
+    }
+    let started = Instant::now();
+    let receiver = state.pool.submit(body.to_vec()).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the embedding queue is full; retry shortly",
+        )
+    })?;
+    let result = tokio::time::timeout(state.config.timeout, receiver)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "embedding took too long",
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "worker_gone",
+                "embedding worker stopped",
+            )
+        })?;
+    let seconds = started.elapsed().as_secs_f64();
+    state.metrics.observe_embed(seconds);
+    match result {
+        Ok(e) => Ok((e, seconds * 1e3)),
+        Err(JobError::BadImage(reason)) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_image",
+            reason,
+        )),
+        Err(JobError::Inference(reason)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "inference",
+            reason,
+        )),
+    }
+}
+
+fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
+    let k = params.k.unwrap_or(10);
+    if k == 0 || k > state.config.max_k {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_k",
+            format!("k must be between 1 and {}", state.config.max_k),
+        ));
+    }
+    Ok(k)
+}
+
+/// Searches the index for one code (and float query), off the async threads.
+async fn run_search(
+    state: Arc<AppState>,
+    code: Vec<u8>,
+    query: Option<Vec<f32>>,
+    k: usize,
+    rerank: Option<bool>,
+) -> ApiResult<(Vec<Hit>, f64)> {
+    let started = Instant::now();
+    let result = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
+        let index = state.index.read().map_err(|_| poisoned())?;
+        let has_floats = index.layout().floats.is_some();
+        let mode = match rerank {
+            Some(true) if !has_floats => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "no_floats",
+                    "this index keeps no float vectors to re-rank with",
+                ))
+            }
+            Some(false) => Rerank::None,
+            _ if has_floats && query.is_some() => Rerank::Float,
+            _ => Rerank::None,
+        };
+        let options = ScanOptions::default();
+        let hits = index
+            .search_reranked(
+                &code,
+                query.as_deref(),
+                k,
+                state.config.rerank_factor,
+                mode,
+                &options,
+            )
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+        hits.into_iter()
+            .map(|h| {
+                let item = index.item(h.id).map_err(|e| {
+                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", e.to_string())
+                })?;
+                Ok(Hit {
+                    key: item.key,
+                    path: item.path,
+                    distance: h.distance,
+                    score: h.score,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "search",
+            "search task failed",
+        )
+    })??;
+    Ok((result, started.elapsed().as_secs_f64() * 1e3))
+}
+
+fn poisoned() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "poisoned",
+        "index lock poisoned",
+    )
+}
+
+async fn search_by_image(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let (embedded, embed_ms) = embed_image(&state, &headers, body).await?;
+        let (results, search_ms) = run_search(
+            state.clone(),
+            embedded.code,
+            Some(embedded.embedding.clone()),
+            k,
+            params.rerank,
+        )
+        .await?;
+        state.metrics.observe_search(search_ms / 1e3);
+        Ok(Json(SearchResponse {
+            results,
+            embedding: params
+                .embedding
+                .unwrap_or(false)
+                .then_some(embedded.embedding),
+            embed_ms: Some(embed_ms),
+            search_ms,
+        }))
+    }
+    .await;
+    state.metrics.finish("search_image", started, result)
+}
+
+async fn search_by_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(params): Query<SearchParams>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let id = lookup(&state, &key)?;
+        let (code, floats) = {
+            let index = state.index.read().map_err(|_| poisoned())?;
+            let code = index
+                .code(id)
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+                .to_vec();
+            let floats = index.floats(id).ok().flatten();
+            (code, floats)
+        };
+        let (results, search_ms) =
+            run_search(state.clone(), code, floats, k, params.rerank).await?;
+        state.metrics.observe_search(search_ms / 1e3);
+        Ok(Json(SearchResponse {
+            results,
+            embedding: None,
+            embed_ms: None,
+            search_ms,
+        }))
+    }
+    .await;
+    state.metrics.finish("search_item", started, result)
+}
+
+fn lookup(state: &AppState, key: &str) -> ApiResult<u64> {
+    state
+        .keys
+        .read()
+        .map_err(|_| poisoned())?
+        .get(key)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_item",
+                format!("no item with key `{key}`"),
+            )
+        })
+}
+
+async fn get_item(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = (|| {
+        let id = lookup(&state, &key)?;
+        let index = state.index.read().map_err(|_| poisoned())?;
+        let item = index
+            .item(id)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?;
+        Ok(Json(
+            serde_json::json!({"key": item.key, "path": item.path}),
+        ))
+    })();
+    state.metrics.finish("get_item", started, result)
+}
+
+async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let (e, embed_ms) = embed_image(&state, &headers, body).await?;
+        Ok(Json(serde_json::json!({
+            "dim": e.embedding.len(),
+            "embedding": e.embedding,
+            "code": e.code.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            "embed_ms": embed_ms,
+        })))
+    }
+    .await;
+    state.metrics.finish("embed", started, result)
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(token) = &state.config.token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mutations_disabled",
+            "no token is configured, so adding and removing items is off",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // constant-time comparison: the token's bytes are never compared early-out
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        ))
+    }
+}
+
+/// Query parameters of `POST /v1/items`.
+#[derive(Debug, Deserialize)]
+pub struct AddParams {
+    /// External key of the new item.
+    key: String,
+    /// Path or URL shown in results (default: the key).
+    path: Option<String>,
+}
+
+async fn add_item(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<AddParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        authorize(&state, &headers)?;
+        if params.key.is_empty() || params.key.len() > 1024 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_key",
+                "key must be 1 to 1024 bytes",
+            ));
+        }
+        if state
+            .keys
+            .read()
+            .map_err(|_| poisoned())?
+            .contains_key(&params.key)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!("key `{}` exists", params.key),
+            ));
+        }
+        let (e, _) = embed_image(&state, &headers, body).await?;
+        let state2 = state.clone();
+        let key = params.key.clone();
+        let path = params.path.clone().unwrap_or_else(|| params.key.clone());
+        // the index commits (write, fsync, rename) before this returns
+        let id = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
+            let mut index = state2.index.write().map_err(|_| poisoned())?;
+            let floats = index
+                .layout()
+                .floats
+                .is_some()
+                .then_some(e.embedding.as_slice());
+            let ids = index
+                .add(&[NewItem {
+                    key: &key,
+                    path: &path,
+                    code: &e.code,
+                    floats,
+                }])
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
+            state2
+                .keys
+                .write()
+                .map_err(|_| poisoned())?
+                .insert(key, ids[0]);
+            Ok(ids[0])
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add", "add task failed")
+        })??;
+        Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({"key": params.key, "id": id})),
+        ))
+    }
+    .await;
+    state.metrics.finish("add_item", started, result)
+}
+
+async fn remove_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        authorize(&state, &headers)?;
+        let id = lookup(&state, &key)?;
+        let state2 = state.clone();
+        tokio::task::spawn_blocking(move || -> ApiResult<()> {
+            let mut index = state2.index.write().map_err(|_| poisoned())?;
+            index
+                .remove(&[id])
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
+            state2.keys.write().map_err(|_| poisoned())?.remove(&key);
+            Ok(())
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "remove",
+                "remove task failed",
+            )
+        })??;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    state.metrics.finish("remove_item", started, result)
+}
+
+async fn item_image(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let Some(root) = &state.config.image_root else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_images",
+                "the service was started without an image root",
+            ));
+        };
+        let id = lookup(&state, &key)?;
+        let path = state
+            .index
+            .read()
+            .map_err(|_| poisoned())?
+            .item(id)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+            .path;
+        let file = unisight_data::sources::resolve_inside(root, &path).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "outside_root",
+                "the item's path is not inside the image root",
+            )
+        })?;
+        let bytes = tokio::fs::read(&file).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_image",
+                "the item's image cannot be read",
+            )
+        })?;
+        let kind = match file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => "image/png",
+            Some("webp") => "image/webp",
+            _ => "image/jpeg",
+        };
+        Ok((
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            bytes,
+        ))
+    }
+    .await;
+    state.metrics.finish("item_image", started, result)
+}

@@ -1,0 +1,52 @@
+//! The visual search service: an HTTP JSON API (search by image or by item, embed, add and
+//! remove with a bearer token, health, readiness, Prometheus metrics, OpenAPI) and a web page,
+//! over the binary index, with image decoding and embedding on a bounded worker pool.
+//!
+//! The service depends on the [`unisight_core::Embedder`] trait only; the CLI hands it ONNX
+//! Runtime sessions.
+#![deny(missing_docs)]
+
+mod app;
+mod metrics;
+mod openapi;
+mod page;
+pub mod pool;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub use app::{router, AppState, ServiceConfig};
+
+/// Serves `state` on `addr` until Ctrl-C; calls `ready` with the bound address (port 0 picks a
+/// free one) before accepting requests.
+///
+/// # Errors
+/// Binding or serving fails.
+pub async fn serve(
+    addr: SocketAddr,
+    state: AppState,
+    ready: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    ready(listener.local_addr()?);
+    axum::serve(listener, router(Arc::new(state)))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+}
+
+/// [`serve`] on a runtime of its own, for callers that are not async.
+///
+/// # Errors
+/// Building the runtime, binding or serving fails.
+pub fn serve_blocking(
+    addr: SocketAddr,
+    state: AppState,
+    ready: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(addr, state, ready))
+}

@@ -1,0 +1,67 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn error_responses() -> Value {
+    json!({
+        "400": {"description": "bad parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "404": {"description": "unknown item", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "413": {"description": "body too large"},
+        "415": {"description": "not an image content type", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "422": {"description": "not a decodable image, or too many pixels", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "503": {"description": "embedding queue full; see Retry-After"},
+        "504": {"description": "request took too long"}
+    })
+}
+
+fn search_params() -> Value {
+    json!([
+        {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 10}},
+        {"name": "rerank", "in": "query", "description": "re-rank Hamming candidates by float cosine (default: when the index keeps floats)", "schema": {"type": "boolean"}},
+    ])
+}
+
+/// The document.
+pub fn document() -> Value {
+    let image_body = json!({"required": true, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}});
+    let search_ok = json!({"description": "results, best first", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SearchResponse"}}}});
+    let mut search_image_params = search_params();
+    search_image_params.as_array_mut().expect("array").push(json!(
+        {"name": "embedding", "in": "query", "description": "also return the query's embedding", "schema": {"type": "boolean"}}
+    ));
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "unisight", "version": env!("CARGO_PKG_VERSION"), "description": "Visual search over one unified, binarized image embedding."},
+        "paths": {
+            "/v1/search": {"post": {"summary": "Search by an uploaded image (the body)", "parameters": search_image_params, "requestBody": image_body, "responses": merge(json!({"200": search_ok}), error_responses())}},
+            "/v1/items/{key}/similar": {"get": {"summary": "More like this: search by an item in the index", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}, search_params()[0], search_params()[1]], "responses": merge(json!({"200": search_ok}), error_responses())}},
+            "/v1/embed": {"post": {"summary": "Embed an image", "requestBody": image_body, "responses": merge(json!({"200": {"description": "embedding and hex code", "content": {"application/json": {"schema": {"type": "object", "properties": {"dim": {"type": "integer"}, "embedding": {"type": "array", "items": {"type": "number"}}, "code": {"type": "string"}}}}}}}), error_responses())}},
+            "/v1/items": {"post": {"summary": "Add an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "query", "required": true, "schema": {"type": "string"}}, {"name": "path", "in": "query", "schema": {"type": "string"}}], "requestBody": image_body, "responses": merge(json!({"201": {"description": "added and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off (no token configured)"}, "409": {"description": "key exists"}}), error_responses())}},
+            "/v1/items/{key}": {
+                "get": {"summary": "An item's key and path", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"200": {"description": "the item"}}), error_responses())},
+                "delete": {"summary": "Remove an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"204": {"description": "removed and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off"}}), error_responses())}
+            },
+            "/v1/items/{key}/image": {"get": {"summary": "An item's image (when the service has an image root)", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "the image"}, "404": {"description": "unknown item or no image"}}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {"get": {"summary": "Readiness, index size and queue", "responses": {"200": {"description": "ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}}
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "reason"], "properties": {"error": {"type": "string"}, "reason": {"type": "string"}}},
+                "Hit": {"type": "object", "properties": {"key": {"type": "string"}, "path": {"type": "string"}, "distance": {"type": "integer", "description": "Hamming distance"}, "score": {"type": ["number", "null"], "description": "cosine after re-ranking"}}},
+                "SearchResponse": {"type": "object", "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}, "embedding": {"type": "array", "items": {"type": "number"}}, "embed_ms": {"type": ["number", "null"]}, "search_ms": {"type": "number"}}}
+            }
+        }
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Some(b)) = (a.as_object_mut(), b.as_object()) {
+        for (k, v) in b {
+            a.entry(k.clone()).or_insert(v.clone());
+        }
+    }
+    a
+}
