@@ -651,3 +651,210 @@ fn serve_answers_searches_and_mutations_over_http() {
         .unwrap();
     assert_eq!(image.content_type(), "image/jpeg");
 }
+
+/// A W3C WebDriver session on chromedriver, driven over its HTTP JSON protocol.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// Starts chromedriver with headless Chromium, or `None` when either is missing.
+    fn start() -> Option<(Browser, String)> {
+        let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let driver = ["/usr/bin/chromedriver"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok()?;
+        let mut browser = Browser {
+            driver: child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while ureq::get(&format!("{}/status", browser.base))
+            .call()
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "chromedriver did not start"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,900"]}
+        }}});
+        let session = browser.post("/session", caps);
+        let id = session["sessionId"].as_str().unwrap().to_string();
+        browser.base = format!("{}/session/{id}", browser.base);
+        Some((browser, id))
+    }
+
+    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let r: serde_json::Value = ureq::post(&format!("{}{path}", self.base))
+            .send_json(body)
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+            .into_json()
+            .unwrap();
+        r["value"].clone()
+    }
+
+    fn get(&self, path: &str) -> serde_json::Value {
+        let r: serde_json::Value = ureq::get(&format!("{}{path}", self.base))
+            .call()
+            .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
+            .into_json()
+            .unwrap();
+        r["value"].clone()
+    }
+
+    fn find_all(&self, css: &str) -> Vec<String> {
+        self.post(
+            "/elements",
+            serde_json::json!({"using": "css selector", "value": css}),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e[ELEMENT].as_str().unwrap_or_else(|| panic!("{e}")).to_string())
+        .collect()
+    }
+
+    fn text(&self, element: &str) -> String {
+        self.get(&format!("/element/{element}/text"))
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+
+    /// Waits until `css` matches at least one element whose text contains `needle`.
+    fn wait_for(&self, css: &str, needle: &str) -> String {
+        let started = Instant::now();
+        loop {
+            if let Some(e) = self
+                .find_all(css)
+                .into_iter()
+                .find(|e| self.text(e).contains(needle))
+            {
+                return e;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "no `{css}` containing `{needle}`"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&self.base).call();
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+#[test]
+fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
+    use base64::Engine;
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let Some((browser, _)) = Browser::start() else {
+        return eprintln!(
+            "skipped: no chromium + chromedriver (apt-get install chromium chromium-driver)"
+        );
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let names = copy_photos(&grocery, &photos, 12);
+    let model = t.join("m.safetensors");
+    ok(unisight()
+        .args(["init-model", "--dim", "256", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap());
+    ok(unisight()
+        .args(["embed", "--model"])
+        .arg(&model)
+        .arg("--input")
+        .arg(&photos)
+        .arg("--out")
+        .arg(t.join("emb"))
+        .output()
+        .unwrap());
+    ok(unisight()
+        .args(["index", "build", "--from"])
+        .arg(t.join("emb"))
+        .arg("--out")
+        .arg(t.join("idx"))
+        .output()
+        .unwrap());
+    let server = start_server(
+        &[
+            "--model".as_ref(),
+            model.as_os_str(),
+            "--index".as_ref(),
+            t.join("idx").as_os_str(),
+            "--image-root".as_ref(),
+            photos.as_os_str(),
+        ],
+        None,
+    );
+    browser.post(
+        "/url",
+        serde_json::json!({"url": format!("{}/", server.url)}),
+    );
+    // pick a photo in the file input, as a person would
+    let input = browser.find_all("#file").pop().expect("file input");
+    let photo = photos.join(&names[3]);
+    browser.post(
+        &format!("/element/{input}/value"),
+        serde_json::json!({"text": photo.display().to_string()}),
+    );
+    browser.wait_for("#status", "12 results");
+    let hits = browser.find_all(".hit");
+    assert_eq!(hits.len(), 12);
+    assert!(
+        browser.text(&hits[0]).contains(&names[3]),
+        "{}",
+        browser.text(&hits[0])
+    );
+    // thumbnails loaded from the image route
+    let loaded = browser.post(
+        "/execute/sync",
+        serde_json::json!({"script": "return [...document.querySelectorAll('.hit img')].filter(i => i.complete && i.naturalWidth > 0).length", "args": []}),
+    );
+    assert!(loaded.as_u64().unwrap() >= 1, "{loaded}");
+    if let Ok(path) = std::env::var("UNISIGHT_SCREENSHOT") {
+        let png = browser.get("/screenshot");
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    // a click on a result searches from it
+    browser.post(
+        &format!("/element/{}/click", hits[1]),
+        serde_json::json!({}),
+    );
+    browser.wait_for("#status", "more like");
+}
