@@ -217,6 +217,9 @@ enum Command {
         /// Threads per embedding worker (0: ONNX Runtime decides).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Threads one search's scan is split over (default: every core).
+        #[arg(long)]
+        search_threads: Option<usize>,
         /// Requests that may wait for a worker before the service answers 503.
         #[arg(long, default_value_t = 32)]
         queue: usize,
@@ -618,6 +621,7 @@ pub fn run(cli: Cli) -> Result<()> {
             addr,
             workers,
             threads,
+            search_threads,
             queue,
             image_root,
             max_body_mib,
@@ -654,6 +658,8 @@ pub fn run(cli: Cli) -> Result<()> {
                 timeout: std::time::Duration::from_secs(timeout_s),
                 token: token.clone(),
                 image_root,
+                search_threads: search_threads
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
                 ..Default::default()
             };
             let state = unisight_serve::AppState::new(index, pool, config)?;

@@ -731,7 +731,12 @@ impl Browser {
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| e[ELEMENT].as_str().unwrap_or_else(|| panic!("{e}")).to_string())
+        .map(|e| {
+            e[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("{e}"))
+                .to_string()
+        })
         .collect()
     }
 

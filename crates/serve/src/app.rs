@@ -31,6 +31,8 @@ pub struct ServiceConfig {
     pub token: Option<String>,
     /// Hamming candidates per result re-scored by floats when a request asks for re-ranking.
     pub rerank_factor: usize,
+    /// Threads one search's scan is split over.
+    pub search_threads: usize,
     /// Folder the items' paths are relative to; item images are served from it (never from
     /// outside it). `None`: no item images.
     pub image_root: Option<std::path::PathBuf>,
@@ -44,6 +46,7 @@ impl Default for ServiceConfig {
             timeout: Duration::from_secs(10),
             token: None,
             rerank_factor: 4,
+            search_threads: 1,
             image_root: None,
         }
     }
@@ -292,7 +295,11 @@ async fn run_search(
             _ if has_floats && query.is_some() => Rerank::Float,
             _ => Rerank::None,
         };
-        let options = ScanOptions::default();
+        // one query's scan split over the configured threads: latency of a single search
+        let options = ScanOptions {
+            threads: state.config.search_threads,
+            ..ScanOptions::default()
+        };
         let hits = index
             .search_reranked(
                 &code,

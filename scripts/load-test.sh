@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Load test of `unisight serve` at 1M items (256-bit codes, f16 floats for re-ranking), on
+# loopback only, bounded (SECONDS_PER_LEVEL x levels x 3 runs), then model-only ONNX Runtime
+# throughput at batch 1 for the ratio.
+#
+#   scripts/load-test.sh [DATA_DIR]     (Grocery Store photos for uploads; default ../shared/data)
+#   N=1000000 SECONDS_PER_LEVEL=10 LEVELS=1,2,4 OUT=out/load WORKERS=2 THREADS=1 (embedding
+#   workers and ONNX Runtime threads each)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA_DIR=${1:-../shared/data}
+N=${N:-1000000}
+OUT=${OUT:-out/load}
+SECONDS_PER_LEVEL=${SECONDS_PER_LEVEL:-10}
+LEVELS=${LEVELS:-1,2,4}
+scripts/fetch-assets.sh >/dev/null
+cargo build --release --locked -p unisight
+cargo build --release --locked -p unisight-eval --example synthetic_set
+bin=target/release/unisight
+mkdir -p "$OUT/photos"
+[ -f "$OUT/m.safetensors" ] || $bin init-model --dim 256 --out "$OUT/m.safetensors" >/dev/null
+gallery="$OUT/gallery-$N"
+[ -f "$gallery/items.jsonl" ] || target/release/examples/synthetic_set "$gallery" "$N" 256 10000 1
+[ -f "$OUT/index-$N/MANIFEST" ] || [ -d "$OUT/index-$N" ] || $bin index build --from "$gallery" --out "$OUT/index-$N" --floats f16
+# 64 store photos to upload
+ls "$OUT/photos" | grep -q jpg || find "$DATA_DIR/grocery-store/dataset/test" -name '*.jpg' | sort | awk 'NR % 37 == 0' | head -64 \
+  | while read -r f; do cp "$f" "$OUT/photos/$(echo "$f" | tr / _)"; done
+$bin serve --model "$OUT/m.safetensors" --index "$OUT/index-$N" --addr 127.0.0.1:0 \
+  --workers "${WORKERS:-2}" --threads "${THREADS:-1}" > "$OUT/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 600); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
+url=$(sed -n 's/^listening on \(http:[^ ]*\)\/$/\1/p' "$OUT/serve.log" | head -1)
+[ -n "$url" ] || { cat "$OUT/serve.log"; exit 1; }
+echo "serving $N items at $url" >&2
+python3 bench/load_test.py --url "$url" --items "$gallery/items.jsonl" --images "$OUT/photos" \
+  --seconds "$SECONDS_PER_LEVEL" --levels "$LEVELS" --json "$OUT/load.json"
+kill $server; wait $server 2>/dev/null || true
+trap - EXIT
+model_only=$($bin bench-model --model "$OUT/m.safetensors" --batch 1 --iters 300)
+echo "model only (ONNX Runtime, batch 1): $model_only"
+python3 - "$OUT/load.json" "$model_only" <<'PY'
+import json, sys
+load = json.load(open(sys.argv[1]))["results"]
+model = json.loads(sys.argv[2])["images_per_second"]
+best = max(r["per_second"] for r in load["search by image"])
+p99 = min(r["p99_ms"] for r in load["search by id"] if r["concurrency"] == 1)
+print(f"search by image: best {best:.1f} req/s = {best / model:.2f}x model-only ORT at batch 1 ({model:.1f} img/s)")
+print(f"search by id, concurrency 1: p99 {p99:.2f} ms")
+PY
