@@ -239,6 +239,22 @@ enum Command {
         #[arg(long, default_value = "UNISIGHT_TOKEN")]
         token_env: String,
     },
+    /// Turn Debian's Fashion-MNIST package (`apt-get install dataset-fashion-mnist`) into an
+    /// image folder (`OUT/{train,test}/<class>/*.png`) that task files can name.
+    ImportFashionMnist {
+        /// Folder with the gzipped IDX files.
+        #[arg(long, default_value = unisight_data::fashion_mnist::DEBIAN_DIR)]
+        from: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Training images per class.
+        #[arg(long, default_value_t = 300)]
+        train_per_class: usize,
+        /// Test images per class.
+        #[arg(long, default_value_t = 100)]
+        test_per_class: usize,
+    },
     /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
     /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
     SummarizeRuns {
@@ -670,6 +686,29 @@ pub fn run(cli: Cli) -> Result<()> {
                 }
                 let _ = std::io::stdout().flush();
             })?;
+            Ok(())
+        }
+        Command::ImportFashionMnist {
+            from,
+            out,
+            train_per_class,
+            test_per_class,
+        } => {
+            let [train, test] = unisight_data::fashion_mnist::import(
+                &from,
+                &out,
+                [train_per_class, test_per_class],
+            )
+            .with_context(|| {
+                format!(
+                    "importing Fashion-MNIST from {} (apt-get install dataset-fashion-mnist)",
+                    from.display()
+                )
+            })?;
+            eprintln!(
+                "{train} training and {test} test images in {}",
+                out.display()
+            );
             Ok(())
         }
         Command::SummarizeRuns { runs } => {

@@ -4,6 +4,7 @@
 //!   optional ids and labels. Manifest paths are resolved inside their root and may not escape it;
 //!   a malformed line is reported with its number.
 //! - [`datasets`]: labelled datasets in their own layouts (Grocery Store, ImageFolder, manifests).
+//! - [`fashion_mnist`]: Debian's Fashion-MNIST package as an ImageFolder data set.
 //! - [`engagement`]: engagement logs (query, result, click/save) and the rule that makes them classes.
 //! - [`decode`]: guarded decoding of JPEG, PNG and WebP with EXIF orientation applied; sizes are
 //!   checked from the header before any pixel buffer is allocated.
@@ -14,6 +15,7 @@ pub mod datasets;
 pub mod decode;
 pub mod engagement;
 mod error;
+pub mod fashion_mnist;
 pub mod preprocess;
 pub mod sources;
 
