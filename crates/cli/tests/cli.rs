@@ -506,33 +506,20 @@ fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, serde_json
     )
 }
 
-#[test]
-fn serve_answers_searches_and_mutations_over_http() {
-    let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
-    let names = copy_photos(&grocery, &photos, 10);
+/// A zero-shot D = 256 model, the `catalog` folder embedded and indexed into `t/idx`, and a
+/// server on it (photos served from `image_root`, mutations with `token`).
+fn serve_catalog(t: &Path, catalog: &Path, image_root: &Path, token: Option<&str>) -> Server {
     let model = t.join("m.safetensors");
     ok(unisight()
         .args(["init-model", "--dim", "256", "--out"])
         .arg(&model)
         .output()
         .unwrap());
-    // the last photo stays out of the index, to be added over HTTP
-    let catalog = t.join("catalog");
-    std::fs::create_dir(&catalog).unwrap();
-    for n in &names[..9] {
-        std::fs::copy(photos.join(n), catalog.join(n)).unwrap();
-    }
     ok(unisight()
         .args(["embed", "--model"])
         .arg(&model)
         .arg("--input")
-        .arg(&catalog)
+        .arg(catalog)
         .arg("--out")
         .arg(t.join("emb"))
         .output()
@@ -544,17 +531,36 @@ fn serve_answers_searches_and_mutations_over_http() {
         .arg(t.join("idx"))
         .output()
         .unwrap());
-    let server = start_server(
+    start_server(
         &[
             "--model".as_ref(),
             model.as_os_str(),
             "--index".as_ref(),
             t.join("idx").as_os_str(),
             "--image-root".as_ref(),
-            photos.as_os_str(),
+            image_root.as_os_str(),
         ],
-        Some("s3cret"),
-    );
+        token,
+    )
+}
+
+#[test]
+fn serve_answers_searches_and_mutations_over_http() {
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let names = copy_photos(&grocery, &photos, 10);
+    // the last photo stays out of the index, to be added over HTTP
+    let catalog = t.join("catalog");
+    std::fs::create_dir(&catalog).unwrap();
+    for n in &names[..9] {
+        std::fs::copy(photos.join(n), catalog.join(n)).unwrap();
+    }
+    let server = serve_catalog(t, &catalog, &photos, Some("s3cret"));
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",
@@ -791,39 +797,7 @@ fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     let photos = t.join("photos");
     std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
-    let model = t.join("m.safetensors");
-    ok(unisight()
-        .args(["init-model", "--dim", "256", "--out"])
-        .arg(&model)
-        .output()
-        .unwrap());
-    ok(unisight()
-        .args(["embed", "--model"])
-        .arg(&model)
-        .arg("--input")
-        .arg(&photos)
-        .arg("--out")
-        .arg(t.join("emb"))
-        .output()
-        .unwrap());
-    ok(unisight()
-        .args(["index", "build", "--from"])
-        .arg(t.join("emb"))
-        .arg("--out")
-        .arg(t.join("idx"))
-        .output()
-        .unwrap());
-    let server = start_server(
-        &[
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--index".as_ref(),
-            t.join("idx").as_os_str(),
-            "--image-root".as_ref(),
-            photos.as_os_str(),
-        ],
-        None,
-    );
+    let server = serve_catalog(t, &photos, &photos, None);
     browser.post(
         "/url",
         serde_json::json!({"url": format!("{}/", server.url)}),
