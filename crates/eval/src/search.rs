@@ -38,12 +38,6 @@ pub struct Exclusion<'a> {
 }
 
 impl Exclusion<'_> {
-    /// Nothing excluded.
-    pub const NONE: Exclusion<'static> = Exclusion {
-        self_match: SelfMatch::Keep,
-        groups: None,
-    };
-
     /// Whether gallery item `g` is excluded for query `q`.
     #[inline]
     pub fn excludes(&self, q: usize, g: usize) -> bool {
