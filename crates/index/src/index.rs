@@ -109,6 +109,19 @@ pub struct Scored {
     pub score: Option<f32>,
 }
 
+/// One query of a batched search ([`Index::search_reranked_batch`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// Packed query code, the index's code width.
+    pub code: &'a [u8],
+    /// The query's float embedding (re-ranking needs it).
+    pub float: Option<&'a [f32]>,
+    /// Results wanted.
+    pub k: usize,
+    /// How the Hamming shortlist is re-scored.
+    pub mode: Rerank,
+}
+
 /// Counts and sizes of an index.
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
@@ -471,50 +484,104 @@ impl Index {
         mode: Rerank,
         options: &ScanOptions,
     ) -> Result<Vec<Scored>> {
-        let shortlist = if mode == Rerank::None {
-            k
-        } else {
-            k.saturating_mul(factor.max(1))
+        let query = Query {
+            code,
+            float: query_float,
+            k,
+            mode,
         };
-        let hits = self
-            .search(code, shortlist, options)?
+        Ok(self
+            .search_reranked_batch(&[query], factor, options)?
             .pop()
-            .unwrap_or_default();
-        if mode == Rerank::None {
-            return Ok(hits
-                .into_iter()
-                .map(|h| Scored {
-                    id: h.id,
-                    distance: h.distance,
-                    score: None,
-                })
-                .collect());
+            .unwrap_or_default())
+    }
+
+    /// [`Index::search_reranked`] for several queries in one pass over the codes: every code is
+    /// loaded once for the whole batch, which is what makes concurrent searches of a service
+    /// cheaper together than one by one. Each query keeps its own k and re-ranking mode.
+    ///
+    /// # Errors
+    /// As [`Index::search_reranked`], for the first query that is invalid (nothing is searched
+    /// then).
+    pub fn search_reranked_batch(
+        &self,
+        queries: &[Query<'_>],
+        factor: usize,
+        options: &ScanOptions,
+    ) -> Result<Vec<Vec<Scored>>> {
+        let shortlist_of = |q: &Query<'_>| {
+            if q.mode == Rerank::None {
+                q.k
+            } else {
+                q.k.saturating_mul(factor.max(1))
+            }
+        };
+        for q in queries {
+            self.check_rerank(q)?;
         }
-        let q = query_float.ok_or_else(|| {
+        let shortlist = queries.iter().map(shortlist_of).max().unwrap_or(0);
+        let codes: Vec<u8> = queries
+            .iter()
+            .flat_map(|q| q.code.iter().copied())
+            .collect();
+        let hits = self.search(&codes, shortlist, options)?;
+        Ok(queries
+            .iter()
+            .zip(hits)
+            .map(|(q, mut hits)| {
+                hits.truncate(shortlist_of(q));
+                self.rescore(q, hits)
+            })
+            .collect())
+    }
+
+    /// Refuses a query whose re-ranking cannot run on this index.
+    fn check_rerank(&self, q: &Query<'_>) -> Result<()> {
+        if q.code.len() != self.layout().code_bytes() {
+            return Err(Error::InvalidInput(format!(
+                "a query code has {} bytes, the index's codes {}",
+                q.code.len(),
+                self.layout().code_bytes()
+            )));
+        }
+        if q.mode == Rerank::None {
+            return Ok(());
+        }
+        let v = q.float.ok_or_else(|| {
             Error::InvalidInput("re-ranking needs the query's float embedding".into())
         })?;
-        let score: Box<dyn Fn(usize, usize) -> f32> = match mode {
+        match q.mode {
             Rerank::Float => {
                 let (dim, _) = self.layout().floats.ok_or_else(|| {
                     Error::InvalidInput(
                         "this index keeps no floats: use asymmetric re-ranking".into(),
                     )
                 })?;
-                check_dim(q, dim)?;
-                Box::new(move |seg, row| {
-                    self.segments[seg]
-                        .segment
-                        .floats()
-                        .expect("layout has floats")
-                        .cosine(q, row)
-                })
+                check_dim(v, dim)
             }
+            Rerank::Asymmetric => check_dim(v, self.layout().bits),
+            Rerank::None => Ok(()),
+        }
+    }
+
+    /// Re-scores one query's Hamming shortlist (checked by [`Index::check_rerank`]).
+    fn rescore(&self, q: &Query<'_>, hits: Vec<Hit>) -> Vec<Scored> {
+        let (mode, Some(v)) = (q.mode, q.float) else {
+            return unranked(hits);
+        };
+        let score: Box<dyn Fn(usize, usize) -> f32 + '_> = match mode {
+            Rerank::None => return unranked(hits),
+            Rerank::Float => Box::new(move |seg, row| {
+                self.segments[seg]
+                    .segment
+                    .floats()
+                    .expect("checked: layout has floats")
+                    .cosine(v, row)
+            }),
             Rerank::Asymmetric => {
-                check_dim(q, self.layout().bits)?;
-                let aq = AsymmetricQuery::new(q);
+                let aq = AsymmetricQuery::new(v);
                 Box::new(move |seg, row| aq.score(self.segments[seg].segment.code_bytes_of(row)))
             }
-            Rerank::None => unreachable!("handled above"),
         };
         let mut scored: Vec<Scored> = hits
             .into_iter()
@@ -533,8 +600,8 @@ impl Index {
                 .unwrap_or(std::cmp::Ordering::Equal)
                 .then(a.id.cmp(&b.id))
         });
-        scored.truncate(k);
-        Ok(scored)
+        scored.truncate(q.k);
+        scored
     }
 
     fn writer(&self) -> Result<()> {
@@ -788,4 +855,15 @@ fn take_lock(dir: &Path) -> Result<File> {
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
+}
+
+/// Hamming hits as results without a re-ranking score.
+fn unranked(hits: Vec<Hit>) -> Vec<Scored> {
+    hits.into_iter()
+        .map(|h| Scored {
+            id: h.id,
+            distance: h.distance,
+            score: None,
+        })
+        .collect()
 }

@@ -38,7 +38,9 @@ mod tombstones;
 mod topk;
 
 pub use error::{Error, Result};
-pub use index::{Index, IndexConfig, Item, NewItem, Rerank, Scored, Stats, MANIFEST_VERSION};
+pub use index::{
+    Index, IndexConfig, Item, NewItem, Query, Rerank, Scored, Stats, MANIFEST_VERSION,
+};
 pub use kernels::Kernel;
 pub use scan::ScanOptions;
 pub use segment::{FloatKind, Layout, Segment, FORMAT_VERSION, OLDEST_SUPPORTED_VERSION};

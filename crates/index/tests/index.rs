@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
-use unisight_index::{Error, FloatKind, Index, IndexConfig, NewItem, Rerank, ScanOptions};
+use unisight_index::{Error, FloatKind, Index, IndexConfig, NewItem, Query, Rerank, ScanOptions};
 
 fn code_for(i: u64) -> [u8; 32] {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i);
@@ -99,6 +99,67 @@ fn add_remove_compact_reopen() {
         .unwrap();
     assert_eq!(ranked[0].id, a[7]);
     assert!((ranked[0].score.unwrap() - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn a_batched_search_answers_each_query_as_if_it_were_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig {
+        bits: 256,
+        floats: Some((8, FloatKind::F16)),
+    };
+    let mut index = Index::create(dir.path(), config).unwrap();
+    add_range(&mut index, 0..300);
+    let gone = add_range(&mut index, 300..400);
+    index.remove(&gone[10..40]).unwrap();
+    let options = ScanOptions {
+        threads: 2,
+        ..ScanOptions::default()
+    };
+    let floats: Vec<Vec<f32>> = (0..24u64).map(|i| floats_for(i * 17)).collect();
+    let asym: Vec<Vec<f32>> = (0..24u64)
+        .map(|i| {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i);
+            (0..256).map(|_| rng.gen_range(-1.0..1.0)).collect()
+        })
+        .collect();
+    let codes: Vec<[u8; 32]> = (0..24u64).map(|i| code_for(i * 17 + 5)).collect();
+    let modes = [Rerank::None, Rerank::Float, Rerank::Asymmetric];
+    let queries: Vec<Query> = (0..24)
+        .map(|i| {
+            let mode = modes[i % 3];
+            Query {
+                code: &codes[i],
+                float: match mode {
+                    Rerank::Asymmetric => Some(&asym[i]),
+                    _ => Some(&floats[i]),
+                },
+                k: 1 + (i * 7) % 30,
+                mode,
+            }
+        })
+        .collect();
+    let batched = index.search_reranked_batch(&queries, 3, &options).unwrap();
+    assert_eq!(batched.len(), queries.len());
+    for (q, got) in queries.iter().zip(&batched) {
+        let alone = index
+            .search_reranked(q.code, q.float, q.k, 3, q.mode, &ScanOptions::default())
+            .unwrap();
+        assert_eq!(got, &alone, "k {} mode {:?}", q.k, q.mode);
+        assert_eq!(got.len(), q.k);
+    }
+    // one invalid query refuses the batch with a reason
+    let mut bad = queries.clone();
+    bad[5].float = Some(&floats[0][..4]);
+    let err = index.search_reranked_batch(&bad, 3, &options).unwrap_err();
+    assert!(err.to_string().contains("values"), "{err}");
+    bad[5] = Query {
+        code: &codes[0][..16],
+        float: None,
+        k: 3,
+        mode: Rerank::None,
+    };
+    assert!(index.search_reranked_batch(&bad, 3, &options).is_err());
 }
 
 #[test]

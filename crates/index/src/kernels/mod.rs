@@ -8,6 +8,9 @@
 //! Widths of 256, 512, 1024 and 2048 bits have fully unrolled instances (const `W` = words of
 //! 64 bits); other multiples of 64 use the dynamic-width body.
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 /// The instruction-set level a kernel was compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kernel {
@@ -156,7 +159,13 @@ impl Kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: see `dispatch`.
             Kernel::Avx512 => unsafe {
-                x86::candidates_avx512::<W>(query, codes, bound, rows, dists)
+                if W == 4 {
+                    avx512::candidates_w4(query, codes, bound, rows, dists)
+                } else if W == 8 {
+                    avx512::candidates_w8(query, codes, bound, rows, dists)
+                } else {
+                    x86::candidates_avx512::<W>(query, codes, bound, rows, dists)
+                }
             },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: see `dispatch`.
@@ -168,7 +177,8 @@ impl Kernel {
 
     /// [`Kernel::candidates`] for four queries at once (concatenated in `queries`), for the
     /// code widths with unrolled instances (256, 512, 1024, 2048 bits); `false` when the width
-    /// has none, and the caller then scores the queries one by one.
+    /// has none (or, for 256-bit codes on AVX-512, when one query after another is faster),
+    /// and the caller then scores the queries one by one.
     pub fn candidates4(
         self,
         queries: &[u64],
@@ -177,6 +187,9 @@ impl Kernel {
         out: &mut [Vec<(u32, u32)>; 4],
     ) -> bool {
         match queries.len() / 4 {
+            // one query after another through the hand-written kernel is faster here
+            #[cfg(target_arch = "x86_64")]
+            4 if self == Kernel::Avx512 => return false,
             4 => self.dispatch4::<4>(queries, codes, bounds, out),
             8 => self.dispatch4::<8>(queries, codes, bounds, out),
             16 => self.dispatch4::<16>(queries, codes, bounds, out),
