@@ -220,6 +220,9 @@ enum Command {
         /// Threads one search's scan is split over (default: every core).
         #[arg(long)]
         search_threads: Option<usize>,
+        /// Most concurrent searches answered by one pass over the codes.
+        #[arg(long, default_value_t = 32)]
+        search_batch: usize,
         /// Requests that may wait for a worker before the service answers 503.
         #[arg(long, default_value_t = 32)]
         queue: usize,
@@ -638,6 +641,7 @@ pub fn run(cli: Cli) -> Result<()> {
             workers,
             threads,
             search_threads,
+            search_batch,
             queue,
             image_root,
             max_body_mib,
@@ -676,6 +680,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 image_root,
                 search_threads: search_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+                max_search_batch: search_batch,
                 ..Default::default()
             };
             let state = unisight_serve::AppState::new(index, pool, config)?;

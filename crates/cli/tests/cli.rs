@@ -539,6 +539,8 @@ fn serve_catalog(t: &Path, catalog: &Path, image_root: &Path, token: Option<&str
             t.join("idx").as_os_str(),
             "--image-root".as_ref(),
             image_root.as_os_str(),
+            "--max-body-mib".as_ref(),
+            "1".as_ref(),
         ],
         token,
     )
@@ -605,6 +607,63 @@ fn serve_answers_searches_and_mutations_over_http() {
         Some(("image/jpeg", &photo)),
     );
     assert_eq!(status, 400);
+    // a multipart form (curl -F image=@photo.jpg) is searched like a raw body
+    let form = |part_type: &str, bytes: &[u8]| {
+        let mut body =
+            b"--XyZ\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n".to_vec();
+        body.extend_from_slice(
+            format!("--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.jpg\"\r\nContent-Type: {part_type}\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n--XyZ--\r\n");
+        body
+    };
+    let multipart = "multipart/form-data; boundary=XyZ";
+    let (status, body) = call(
+        ureq::post(&url("/v1/search?k=2")),
+        Some((multipart, &form("image/jpeg", &photo))),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["key"], names[0].as_str(), "{body}");
+    let (status, body) = call(
+        ureq::post(&url("/v1/search")),
+        Some((multipart, &form("text/plain", b"hello"))),
+    );
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = call(
+        ureq::post(&url("/v1/search")),
+        Some((multipart, b"--XyZ\r\nContent-Disposition: form-data; na")),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "bad_body");
+    let (status, body) = call(
+        ureq::post(&url("/v1/search")),
+        Some((multipart, b"--XyZ--\r\n")),
+    );
+    assert_eq!(status, 400, "{body}");
+    // a body over the limit (1 MiB here) is refused with a JSON reason
+    let (status, body) = call(
+        ureq::post(&url("/v1/search")),
+        Some(("image/jpeg", &vec![0u8; 2 << 20])),
+    );
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"], "too_large");
+    // concurrent searches (answered together by the search thread) each get their own answer
+    let answers: Vec<_> = std::thread::scope(|scope| {
+        let jobs: Vec<_> = (0..8)
+            .map(|i| {
+                let key = names[i % 9].clone();
+                let url = url(&format!("/v1/items/{key}/similar?k={}", 1 + i % 4));
+                scope.spawn(move || (key, i, call(ureq::get(&url), None)))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for (key, i, (status, body)) in answers {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"][0]["key"], key.as_str(), "{body}");
+        assert_eq!(body["results"].as_array().unwrap().len(), 1 + i % 4);
+    }
 
     // mutations need the token; an added item is committed before the answer
     let new = std::fs::read(photos.join(&names[9])).unwrap();

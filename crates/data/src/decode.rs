@@ -87,7 +87,7 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
     let mut image =
         DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
-    Ok(image.to_rgb8())
+    Ok(image.into_rgb8())
 }
 
 fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {

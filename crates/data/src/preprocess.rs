@@ -54,9 +54,16 @@ pub fn crop_to_input(
     assert!(crop.width > 0 && crop.height > 0, "empty crop");
     // crop first, then resize, as PIL did for the reference: the filter must not see pixels
     // outside the crop
-    let region =
-        image::imageops::crop_imm(image, crop.left, crop.top, crop.width, crop.height).to_image();
-    let src = ImageRef::new(crop.width, crop.height, region.as_raw(), PixelType::U8x3)
+    let whole = crop.left == 0 && crop.top == 0 && (crop.width, crop.height) == image.dimensions();
+    let region;
+    let raw = if whole {
+        image.as_raw()
+    } else {
+        region = image::imageops::crop_imm(image, crop.left, crop.top, crop.width, crop.height)
+            .to_image();
+        region.as_raw()
+    };
+    let src = ImageRef::new(crop.width, crop.height, raw, PixelType::U8x3)
         .expect("RGB buffer matches its dimensions");
     let mut dst = Image::new(size as u32, size as u32, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));

@@ -7,16 +7,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use unisight_index::{Index, NewItem, Rerank, ScanOptions};
+use unisight_index::{Index, NewItem, Rerank};
 
 use crate::metrics::Metrics;
 use crate::pool::{EmbedPool, Embedded, JobError};
+use crate::search::{Hit, SearchError, SearchJob, SearchQueue};
 
 /// Limits and switches of a running service.
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct ServiceConfig {
     pub rerank_factor: usize,
     /// Threads one search's scan is split over.
     pub search_threads: usize,
+    /// Most searches answered together by one pass over the codes.
+    pub max_search_batch: usize,
+    /// Searches that may wait for the search thread before the service answers 503.
+    pub search_queue: usize,
     /// Folder the items' paths are relative to; item images are served from it (never from
     /// outside it). `None`: no item images.
     pub image_root: Option<std::path::PathBuf>,
@@ -47,6 +52,8 @@ impl Default for ServiceConfig {
             token: None,
             rerank_factor: 4,
             search_threads: 1,
+            max_search_batch: 32,
+            search_queue: 1024,
             image_root: None,
         }
     }
@@ -54,7 +61,8 @@ impl Default for ServiceConfig {
 
 /// What the handlers share.
 pub struct AppState {
-    index: RwLock<Index>,
+    index: Arc<RwLock<Index>>,
+    searches: SearchQueue,
     keys: RwLock<HashMap<String, u64>>,
     pool: EmbedPool,
     config: ServiceConfig,
@@ -76,8 +84,17 @@ impl AppState {
             let item = item?;
             keys.insert(item.key, item.id);
         }
+        let index = Arc::new(RwLock::new(index));
+        let searches = SearchQueue::start(
+            index.clone(),
+            config.search_queue,
+            config.max_search_batch,
+            config.search_threads,
+            config.rerank_factor,
+        );
         Ok(AppState {
-            index: RwLock::new(index),
+            index,
+            searches,
             keys: RwLock::new(keys),
             pool,
             config,
@@ -152,15 +169,6 @@ pub struct SearchParams {
     embedding: Option<bool>,
 }
 
-/// One result.
-#[derive(Debug, Serialize)]
-struct Hit {
-    key: String,
-    path: String,
-    distance: u32,
-    score: Option<f32>,
-}
-
 #[derive(Debug, Serialize)]
 struct SearchResponse {
     results: Vec<Hit>,
@@ -188,29 +196,87 @@ async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     )
 }
 
-fn check_image_type(headers: &HeaderMap) -> ApiResult<()> {
-    let kind = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if kind.starts_with("image/") || kind.starts_with("application/octet-stream") {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            format!("send the image as the body with Content-Type image/* (got `{kind}`)"),
-        ))
+/// An uploaded image: the raw body (`Content-Type: image/*` or `application/octet-stream`) or
+/// the first file part of a `multipart/form-data` body (`curl -F image=@photo.jpg`).
+pub struct Upload(Bytes);
+
+fn is_image_type(kind: &str) -> bool {
+    kind.starts_with("image/") || kind.starts_with("application/octet-stream")
+}
+
+impl<S: Send + Sync> FromRequest<S> for Upload {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bad_body = |status: StatusCode, reason: String| {
+            let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "too_large"
+            } else {
+                "bad_body"
+            };
+            ApiError::new(status, code, reason)
+        };
+        let (parts, body) = request.into_parts();
+        let kind = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        // the whole body is read (within the body limit) before any answer, also a refusal: a
+        // connection whose request body is left unread cannot be kept alive
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(|e| bad_body(e.status(), e.body_text()))?;
+        if kind.starts_with("multipart/form-data") {
+            return image_part(Request::from_parts(parts, bytes.into()), state).await;
+        }
+        if !is_image_type(&kind) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!(
+                    "send the image as the body with Content-Type image/*, or as multipart/form-data \
+                     (got `{kind}`)"
+                ),
+            ));
+        }
+        Ok(Upload(bytes))
     }
 }
 
+/// The image of a multipart form: its first file part, or the part named `image`.
+async fn image_part<S: Send + Sync>(request: Request, state: &S) -> ApiResult<Upload> {
+    let bad_form = |reason: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", reason);
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|e| bad_form(e.body_text()))?;
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| bad_form(e.body_text()))?
+    {
+        if field.file_name().is_none() && field.name() != Some("image") {
+            continue;
+        }
+        let part = field.content_type().unwrap_or("application/octet-stream");
+        if !is_image_type(part) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("the uploaded part is `{part}`, not an image"),
+            ));
+        }
+        let bytes = field.bytes().await.map_err(|e| bad_form(e.body_text()))?;
+        return Ok(Upload(bytes));
+    }
+    Err(bad_form(
+        "the form has no file part (send the image as a part named `image`)".into(),
+    ))
+}
+
 /// Runs one image through the pool within the request's time.
-async fn embed_image(
-    state: &AppState,
-    headers: &HeaderMap,
-    body: Bytes,
-) -> ApiResult<(Embedded, f64)> {
-    check_image_type(headers)?;
+async fn embed_image(state: &AppState, Upload(body): Upload) -> ApiResult<(Embedded, f64)> {
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -271,68 +337,73 @@ fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
     Ok(k)
 }
 
-/// Searches the index for one code (and float query), off the async threads.
+/// Searches the index for one code (and float query) on the search thread, which answers
+/// concurrent searches together.
 async fn run_search(
-    state: Arc<AppState>,
+    state: &AppState,
     code: Vec<u8>,
-    query: Option<Vec<f32>>,
+    float: Option<Vec<f32>>,
     k: usize,
     rerank: Option<bool>,
 ) -> ApiResult<(Vec<Hit>, f64)> {
     let started = Instant::now();
-    let result = tokio::task::spawn_blocking(move || -> ApiResult<Vec<Hit>> {
-        let index = state.index.read().map_err(|_| poisoned())?;
-        let has_floats = index.layout().floats.is_some();
-        let mode = match rerank {
-            Some(true) if !has_floats => {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "no_floats",
-                    "this index keeps no float vectors to re-rank with",
-                ))
-            }
-            Some(false) => Rerank::None,
-            _ if has_floats && query.is_some() => Rerank::Float,
-            _ => Rerank::None,
-        };
-        // one query's scan split over the configured threads: latency of a single search
-        let options = ScanOptions {
-            threads: state.config.search_threads,
-            ..ScanOptions::default()
-        };
-        let hits = index
-            .search_reranked(
-                &code,
-                query.as_deref(),
-                k,
-                state.config.rerank_factor,
-                mode,
-                &options,
-            )
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
-        hits.into_iter()
-            .map(|h| {
-                let item = index.item(h.id).map_err(|e| {
-                    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", e.to_string())
-                })?;
-                Ok(Hit {
-                    key: item.key,
-                    path: item.path,
-                    distance: h.distance,
-                    score: h.score,
-                })
-            })
-            .collect()
-    })
-    .await
-    .map_err(|_| {
+    let has_floats = state
+        .index
+        .read()
+        .map_err(|_| poisoned())?
+        .layout()
+        .floats
+        .is_some();
+    let mode = match rerank {
+        Some(true) if !has_floats => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "no_floats",
+                "this index keeps no float vectors to re-rank with",
+            ))
+        }
+        Some(false) => Rerank::None,
+        _ if has_floats && float.is_some() => Rerank::Float,
+        _ => Rerank::None,
+    };
+    let job = SearchJob {
+        code,
+        float,
+        k,
+        mode,
+    };
+    let receiver = state.searches.submit(job).map_err(|_| {
         ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "search",
-            "search task failed",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the search queue is full; retry shortly",
         )
-    })??;
-    Ok((result, started.elapsed().as_secs_f64() * 1e3))
+    })?;
+    let hits = tokio::time::timeout(state.config.timeout, receiver)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the search took too long",
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "search",
+                "the search thread stopped",
+            )
+        })?
+        .map_err(|e| match e {
+            SearchError::BadQuery(reason) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_query", reason)
+            }
+            SearchError::Index(reason) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", reason)
+            }
+        })?;
+    Ok((hits, started.elapsed().as_secs_f64() * 1e3))
 }
 
 fn poisoned() -> ApiError {
@@ -346,15 +417,14 @@ fn poisoned() -> ApiError {
 async fn search_by_image(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,
-    headers: HeaderMap,
-    body: Bytes,
+    upload: Result<Upload, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let k = k_of(&state, &params)?;
-        let (embedded, embed_ms) = embed_image(&state, &headers, body).await?;
+        let (embedded, embed_ms) = embed_image(&state, upload?).await?;
         let (results, search_ms) = run_search(
-            state.clone(),
+            &state,
             embedded.code,
             Some(embedded.embedding.clone()),
             k,
@@ -394,8 +464,7 @@ async fn search_by_item(
             let floats = index.floats(id).ok().flatten();
             (code, floats)
         };
-        let (results, search_ms) =
-            run_search(state.clone(), code, floats, k, params.rerank).await?;
+        let (results, search_ms) = run_search(&state, code, floats, k, params.rerank).await?;
         state.metrics.observe_search(search_ms / 1e3);
         Ok(Json(SearchResponse {
             results,
@@ -439,10 +508,10 @@ async fn get_item(State(state): State<Arc<AppState>>, Path(key): Path<String>) -
     state.metrics.finish("get_item", started, result)
 }
 
-async fn embed(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn embed(State(state): State<Arc<AppState>>, upload: Result<Upload, ApiError>) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
-        let (e, embed_ms) = embed_image(&state, &headers, body).await?;
+        let (e, embed_ms) = embed_image(&state, upload?).await?;
         Ok(Json(serde_json::json!({
             "dim": e.embedding.len(),
             "embedding": e.embedding,
@@ -498,7 +567,7 @@ async fn add_item(
     State(state): State<Arc<AppState>>,
     Query(params): Query<AddParams>,
     headers: HeaderMap,
-    body: Bytes,
+    upload: Result<Upload, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
@@ -522,7 +591,7 @@ async fn add_item(
                 format!("key `{}` exists", params.key),
             ));
         }
-        let (e, _) = embed_image(&state, &headers, body).await?;
+        let (e, _) = embed_image(&state, upload?).await?;
         let state2 = state.clone();
         let key = params.key.clone();
         let path = params.path.clone().unwrap_or_else(|| params.key.clone());

@@ -11,6 +11,7 @@ mod metrics;
 mod openapi;
 mod page;
 pub mod pool;
+mod search;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -6,10 +6,10 @@ fn error_responses() -> Value {
     json!({
         "400": {"description": "bad parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "404": {"description": "unknown item", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "413": {"description": "body too large"},
+        "413": {"description": "body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "415": {"description": "not an image content type", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "422": {"description": "not a decodable image, or too many pixels", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "503": {"description": "embedding queue full; see Retry-After"},
+        "503": {"description": "embedding or search queue full; see Retry-After"},
         "504": {"description": "request took too long"}
     })
 }
@@ -23,7 +23,10 @@ fn search_params() -> Value {
 
 /// The document.
 pub fn document() -> Value {
-    let image_body = json!({"required": true, "content": {"image/*": {"schema": {"type": "string", "format": "binary"}}}});
+    let image_body = json!({"required": true, "content": {
+        "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {"image": {"type": "string", "format": "binary", "description": "the first file part (or the part named image) is the image"}}}}
+    }});
     let search_ok = json!({"description": "results, best first", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SearchResponse"}}}});
     let mut search_image_params = search_params();
     search_image_params.as_array_mut().expect("array").push(json!(
@@ -33,7 +36,7 @@ pub fn document() -> Value {
         "openapi": "3.1.0",
         "info": {"title": "unisight", "version": env!("CARGO_PKG_VERSION"), "description": "Visual search over one unified, binarized image embedding."},
         "paths": {
-            "/v1/search": {"post": {"summary": "Search by an uploaded image (the body)", "parameters": search_image_params, "requestBody": image_body, "responses": merge(json!({"200": search_ok}), error_responses())}},
+            "/v1/search": {"post": {"summary": "Search by an uploaded image (the raw body, or a multipart form)", "parameters": search_image_params, "requestBody": image_body, "responses": merge(json!({"200": search_ok}), error_responses())}},
             "/v1/items/{key}/similar": {"get": {"summary": "More like this: search by an item in the index", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}, search_params()[0], search_params()[1]], "responses": merge(json!({"200": search_ok}), error_responses())}},
             "/v1/embed": {"post": {"summary": "Embed an image", "requestBody": image_body, "responses": merge(json!({"200": {"description": "embedding and hex code", "content": {"application/json": {"schema": {"type": "object", "properties": {"dim": {"type": "integer"}, "embedding": {"type": "array", "items": {"type": "number"}}, "code": {"type": "string"}}}}}}}), error_responses())}},
             "/v1/items": {"post": {"summary": "Add an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "query", "required": true, "schema": {"type": "string"}}, {"name": "path", "in": "query", "schema": {"type": "string"}}], "requestBody": image_body, "responses": merge(json!({"201": {"description": "added and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off (no token configured)"}, "409": {"description": "key exists"}}), error_responses())}},
