@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Parser, Subcommand};
 use unisight_core::artifacts::EmbeddingSet;
 use unisight_core::Architecture;
@@ -86,9 +86,13 @@ enum Command {
         /// Timed calls (after one warm-up call).
         #[arg(long, default_value_t = 10)]
         iters: usize,
-        /// Inference threads (0 = all cores).
+        /// Inference threads per session (0 = all cores).
         #[arg(long, default_value_t = 0)]
         threads: usize,
+        /// Sessions run side by side, each on its own thread (as `serve --workers` runs
+        /// them); the rate printed is their total.
+        #[arg(long, default_value_t = 1)]
+        sessions: usize,
         /// Inference backend.
         #[arg(long, value_enum, default_value_t = Backend::Ort)]
         backend: Backend,
@@ -465,24 +469,46 @@ pub fn run(cli: Cli) -> Result<()> {
             batch,
             iters,
             threads,
+            sessions,
             backend,
         } => {
-            let (model, model_id) = load_model(model.as_deref())?;
-            let mut embedder = make_embedder(model, &model_id, backend, threads)?;
-            let s = embedder.spec().input_size;
+            let mut embedders = Vec::new();
+            for _ in 0..sessions.max(1) {
+                let (net, model_id) = load_model(model.as_deref())?;
+                embedders.push(make_embedder(net, &model_id, backend, threads)?);
+            }
+            let name = embedders[0].backend();
+            let s = embedders[0].spec().input_size;
             // a fixed, deterministic input; throughput does not depend on the values
             let pixels: Vec<f32> = (0..batch * 3 * s * s)
                 .map(|i| ((i * 7919) % 256) as f32 / 128.0 - 1.0)
                 .collect();
-            embedder.embed(&pixels, batch)?;
-            let start = std::time::Instant::now();
-            for _ in 0..iters {
+            for embedder in &mut embedders {
                 embedder.embed(&pixels, batch)?;
             }
-            let rate = (iters * batch) as f64 / start.elapsed().as_secs_f64();
+            let start = std::time::Instant::now();
+            std::thread::scope(|scope| -> Result<()> {
+                let runs: Vec<_> = embedders
+                    .iter_mut()
+                    .map(|embedder| {
+                        let pixels = &pixels;
+                        scope.spawn(move || -> Result<()> {
+                            for _ in 0..iters {
+                                embedder.embed(pixels, batch)?;
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for run in runs {
+                    run.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
+                }
+                Ok(())
+            })?;
+            let rate = (sessions.max(1) * iters * batch) as f64 / start.elapsed().as_secs_f64();
             println!(
-                "{{\"backend\":\"{}\",\"batch\":{batch},\"images_per_second\":{rate:.2}}}",
-                embedder.backend()
+                "{{\"backend\":\"{name}\",\"batch\":{batch},\"sessions\":{},\"images_per_second\":{rate:.2}}}",
+                sessions.max(1)
             );
             Ok(())
         }
