@@ -501,7 +501,8 @@ pub fn run(cli: Cli) -> Result<()> {
                     })
                     .collect();
                 for run in runs {
-                    run.join().map_err(|_| anyhow!("a benchmark thread panicked"))??;
+                    run.join()
+                        .map_err(|_| anyhow!("a benchmark thread panicked"))??;
                 }
                 Ok(())
             })?;
