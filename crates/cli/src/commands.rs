@@ -359,6 +359,10 @@ enum IndexCommand {
         /// Keep float vectors for re-ranking.
         #[arg(long, value_enum, default_value_t = FloatStorage::F16)]
         floats: FloatStorage,
+        /// Keep no string keys or paths: an item costs its code and id (plus floats), and its
+        /// key is its id, which for a new index is its row in the embedding folder.
+        #[arg(long)]
+        no_keys: bool,
     },
     /// Add the items of an embedding folder (keys must be new).
     Add {
@@ -922,7 +926,12 @@ fn embed_one(image: &Path, model: Option<&Path>) -> Result<(Vec<u8>, Option<Vec<
 
 fn run_index(command: IndexCommand) -> Result<()> {
     match command {
-        IndexCommand::Build { from, out, floats } => {
+        IndexCommand::Build {
+            from,
+            out,
+            floats,
+            no_keys,
+        } => {
             let set = EmbeddingSet::load(&from)?;
             let bits = set.code_bytes * 8;
             if !bits.is_multiple_of(64) {
@@ -937,7 +946,12 @@ fn run_index(command: IndexCommand) -> Result<()> {
                 FloatStorage::F16 => Some((set.dim, FloatKind::F16)),
                 FloatStorage::F32 => Some((set.dim, FloatKind::F32)),
             };
-            let mut index = Index::create(&out, IndexConfig { bits, floats })?;
+            let config = IndexConfig {
+                bits,
+                floats,
+                keys: !no_keys,
+            };
+            let mut index = Index::create(&out, config)?;
             add_set(&mut index, &set)?;
             print_stats(&index)
         }
@@ -972,10 +986,11 @@ fn run_index(command: IndexCommand) -> Result<()> {
 
 fn add_set(index: &mut Index, set: &EmbeddingSet) -> Result<()> {
     let keep_floats = index.layout().floats.is_some();
+    let keyed = index.layout().keys;
     let items: Vec<NewItem> = (0..set.len())
         .map(|i| NewItem {
-            key: &set.items[i].id,
-            path: &set.items[i].path,
+            key: if keyed { &set.items[i].id } else { "" },
+            path: if keyed { &set.items[i].path } else { "" },
             code: set.code(i),
             floats: keep_floats.then(|| set.embedding(i)),
         })

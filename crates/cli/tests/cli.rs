@@ -133,6 +133,40 @@ fn embed_index_search_with_bad_images() {
         .output()
         .unwrap());
     assert!(stats.contains("\"items\": 11"), "{stats}");
+
+    // without keys an item's key is its row in the embedding folder
+    let bare = tmp.path().join("bare");
+    ok(unisight()
+        .args(["index", "build", "--no-keys", "--floats", "none", "--from"])
+        .arg(tmp.path().join("emb"))
+        .arg("--out")
+        .arg(&bare)
+        .output()
+        .unwrap());
+    let json = stdout_of(
+        &unisight()
+            .args(["search", "--index"])
+            .arg(&bare)
+            .args(["--id", "3", "-k", "1", "--json"])
+            .output()
+            .unwrap(),
+    );
+    let rows: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(rows[0]["key"], "3", "{json}");
+    assert_eq!(rows[0]["distance"], 0);
+    let stats = ok(unisight()
+        .args(["index", "stats", "--index"])
+        .arg(&bare)
+        .output()
+        .unwrap());
+    // 12 items: header 64 + 12 x (code + 8-byte id) + footer 24, in one segment
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let code_bytes = stats["bits"].as_u64().unwrap() / 8;
+    assert_eq!(
+        stats["file_bytes"],
+        64 + 12 * (code_bytes + 8) + 24,
+        "{stats}"
+    );
 }
 
 #[test]

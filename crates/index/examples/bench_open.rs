@@ -1,8 +1,9 @@
 //! Size on disk, open time and resident memory of a large index opened by mmap.
 //! Builds an index of N random 256-bit items (keys are the decimal row number, no paths, no
-//! floats) in DIR (which must not hold an index), then reopens it and searches it once.
+//! floats; with `--no-keys` no keys at all, an item's key being its id) in DIR (which must not
+//! hold an index), then reopens it and searches it once.
 //!
-//! usage: bench_open DIR N
+//! usage: bench_open DIR N [--no-keys]
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -27,10 +28,13 @@ fn main() {
     let n: usize = args
         .next()
         .map_or(10_000_000, |v| v.parse().expect("N is a number"));
+    let keyed = args.next().as_deref() != Some("--no-keys");
     {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let codes: Vec<[u8; 32]> = (0..n).map(|_| rng.gen()).collect();
-        let keys: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+        let keys: Vec<String> = (0..n)
+            .map(|i| if keyed { i.to_string() } else { String::new() })
+            .collect();
         let items: Vec<NewItem> = (0..n)
             .map(|i| NewItem {
                 key: &keys[i],
@@ -45,6 +49,7 @@ fn main() {
             IndexConfig {
                 bits: 256,
                 floats: None,
+                keys: keyed,
             },
         )
         .expect("create index");

@@ -33,9 +33,20 @@ struct Manifest {
     bits: usize,
     #[serde(default)]
     floats: Option<FloatSpec>,
+    /// Written only when false, so manifests of indexes with keys stay as they were.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    keys: bool,
     generation: u64,
     next_id: u64,
     segments: Vec<SegmentEntry>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -61,6 +72,9 @@ pub struct IndexConfig {
     pub bits: usize,
     /// Keep float vectors of this dimension and kind for re-ranking.
     pub floats: Option<(usize, FloatKind)>,
+    /// Keep each item's string key and path. Off, an item costs only its code and id (plus
+    /// floats): its key is its id in decimal and items are added without key or path.
+    pub keys: bool,
 }
 
 /// An item to add.
@@ -198,6 +212,7 @@ impl Index {
             format_version: MANIFEST_VERSION,
             bits: config.bits,
             floats: config.floats.map(|(dim, kind)| FloatSpec { dim, kind }),
+            keys: config.keys,
             generation: 0,
             next_id: 0,
             segments: Vec::new(),
@@ -255,6 +270,7 @@ impl Index {
         let layout = Layout {
             bits: manifest.bits,
             floats: manifest.floats.map(|f| (f.dim, f.kind)),
+            keys: manifest.keys,
         };
         if layout.bits == 0 || !layout.bits.is_multiple_of(64) {
             return Err(Error::corrupt(
@@ -323,6 +339,7 @@ impl Index {
         Layout {
             bits: self.manifest.bits,
             floats: self.manifest.floats.map(|f| (f.dim, f.kind)),
+            keys: self.manifest.keys,
         }
     }
 
@@ -376,7 +393,7 @@ impl Index {
         let s = &self.segments[seg].segment;
         Ok(Item {
             id,
-            key: s.key(row)?.to_owned(),
+            key: s.key(row)?.into_owned(),
             path: s.item_path(row)?.to_owned(),
         })
     }
@@ -389,7 +406,7 @@ impl Index {
                 .map(move |r| {
                     Ok(Item {
                         id: live.segment.ids()[r],
-                        key: live.segment.key(r)?.to_owned(),
+                        key: live.segment.key(r)?.into_owned(),
                         path: live.segment.item_path(r)?.to_owned(),
                     })
                 })
@@ -624,15 +641,28 @@ impl Index {
             return Ok(Vec::new());
         }
         let layout = self.layout();
-        let keys = self.key_map()?;
-        let mut seen = std::collections::HashSet::new();
-        for item in items {
-            if keys.contains_key(item.key) || !seen.insert(item.key) {
-                return Err(Error::InvalidInput(format!(
-                    "key {:?} is already in the index",
-                    item.key
-                )));
+        if layout.keys {
+            let keys = self.key_map()?;
+            let mut seen = std::collections::HashSet::new();
+            for item in items {
+                if keys.contains_key(item.key) || !seen.insert(item.key) {
+                    return Err(Error::InvalidInput(format!(
+                        "key {:?} is already in the index",
+                        item.key
+                    )));
+                }
             }
+        } else if let Some(item) = items
+            .iter()
+            .find(|i| !i.key.is_empty() || !i.path.is_empty())
+        {
+            return Err(Error::InvalidInput(format!(
+                "item {:?}: this index keeps no keys or paths (an item's key is its id); add \
+                 items without them",
+                item.key
+            )));
+        }
+        for item in items {
             if item.code.len() != layout.code_bytes() {
                 return Err(Error::InvalidInput(format!(
                     "item {:?}: code has {} bytes, index expects {}",
@@ -669,9 +699,15 @@ impl Index {
         self.commit(next)?;
         self.segments.push(LiveSegment::new(segment, Vec::new()));
         let ids: Vec<u64> = (first..first + items.len() as u64).collect();
-        let keys = self.keys.as_mut().expect("built above");
-        for (item, &id) in items.iter().zip(&ids) {
-            keys.insert(item.key.to_owned(), id);
+        if let Some(keys) = self.keys.as_mut() {
+            for (item, &id) in items.iter().zip(&ids) {
+                let key = if layout.keys {
+                    item.key.to_owned()
+                } else {
+                    id.to_string()
+                };
+                keys.insert(key, id);
+            }
         }
         Ok(ids)
     }
@@ -740,12 +776,16 @@ impl Index {
             .iter()
             .map(|&(s, r)| self.segments[s].segment.float_row(r))
             .collect();
+        let keys = live
+            .iter()
+            .map(|&(s, r)| self.segments[s].segment.key(r))
+            .collect::<Result<Vec<_>>>()?;
         let mut rows = Vec::with_capacity(live.len());
         for (i, &(s, r)) in live.iter().enumerate() {
             let seg = &self.segments[s].segment;
             rows.push(ItemRow {
                 id: seg.ids()[r],
-                key: seg.key(r)?,
+                key: &keys[i],
                 path: seg.item_path(r)?,
                 code: seg.code_bytes_of(r),
                 floats: floats[i].as_deref(),

@@ -15,7 +15,7 @@
 //! ```
 //! use unisight_index::{Index, IndexConfig, NewItem, ScanOptions};
 //! let dir = tempfile::tempdir()?;
-//! let mut index = Index::create(dir.path(), IndexConfig { bits: 64, floats: None })?;
+//! let mut index = Index::create(dir.path(), IndexConfig { bits: 64, floats: None, keys: true })?;
 //! let ids = index.add(&[
 //!     NewItem { key: "a", path: "a.jpg", code: &[0xff; 8], floats: None },
 //!     NewItem { key: "b", path: "b.jpg", code: &[0x0f; 8], floats: None },

@@ -1,6 +1,7 @@
 //! Segment files: a write-once, checksummed block of items (codes, ids, optional floats, keys and
 //! paths). The byte layout is specified in `FORMAT.md`.
 
+use std::borrow::Cow;
 use std::fs::OpenOptions;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -16,8 +17,9 @@ use crate::{Error, Result};
 pub const SEGMENT_MAGIC: &[u8; 8] = b"USGTSEG\0";
 /// Last 8 bytes of a segment file.
 pub const FOOTER_MAGIC: &[u8; 8] = b"USGTEND\0";
-/// Segment format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Newest segment format version this build writes: 2 for segments without keys and paths;
+/// segments with them are still written as version 1, byte for byte as before.
+pub const FORMAT_VERSION: u32 = 2;
 /// Oldest segment format version this build reads.
 pub const OLDEST_SUPPORTED_VERSION: u32 = 1;
 
@@ -28,6 +30,8 @@ const MAX_FLOAT_DIM: u32 = 1 << 16;
 
 const FLAG_FLOATS: u32 = 1;
 const FLAG_F16: u32 = 2;
+/// Version 2: no string table; an item's key is its id in decimal, its path empty.
+const FLAG_NO_STRINGS: u32 = 4;
 
 /// How float vectors are stored for re-ranking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -46,6 +50,9 @@ pub struct Layout {
     pub bits: usize,
     /// Float vector length and storage, if floats are kept.
     pub floats: Option<(usize, FloatKind)>,
+    /// Whether items keep their own string key and path. Without them an item costs its code
+    /// and id (plus floats) and its key reads as its id in decimal.
+    pub keys: bool,
 }
 
 impl Layout {
@@ -98,10 +105,16 @@ pub fn write_segment<'a>(
     let floats_len = pad8(n * layout.float_bytes());
     let strings_offset = floats_offset + floats_len;
     let mut string_bytes = 0usize;
-    for row in rows.clone() {
-        string_bytes += row.key.len() + row.path.len();
+    if layout.keys {
+        for row in rows.clone() {
+            string_bytes += row.key.len() + row.path.len();
+        }
     }
-    let strings_len = (2 * n + 1) * 8 + pad8(string_bytes);
+    let strings_len = if layout.keys {
+        (2 * n + 1) * 8 + pad8(string_bytes)
+    } else {
+        0
+    };
 
     let file = OpenOptions::new()
         .write(true)
@@ -113,12 +126,16 @@ pub fn write_segment<'a>(
 
     let mut header = [0u8; HEADER_LEN];
     header[0..8].copy_from_slice(SEGMENT_MAGIC);
-    header[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-    let flags = match layout.floats {
+    let version: u32 = if layout.keys { 1 } else { 2 };
+    header[8..12].copy_from_slice(&version.to_le_bytes());
+    let mut flags = match layout.floats {
         None => 0,
         Some((_, FloatKind::F32)) => FLAG_FLOATS,
         Some((_, FloatKind::F16)) => FLAG_FLOATS | FLAG_F16,
     };
+    if !layout.keys {
+        flags |= FLAG_NO_STRINGS;
+    }
     header[12..16].copy_from_slice(&flags.to_le_bytes());
     header[16..20].copy_from_slice(&(layout.bits as u32).to_le_bytes());
     let float_dim = layout.floats.map_or(0, |(d, _)| d);
@@ -170,20 +187,22 @@ pub fn write_segment<'a>(
         out.write_all(&vec![0u8; floats_len - n * layout.float_bytes()])
             .map_err(io)?;
     }
-    let mut offset = 0u64;
-    out.write_all(&offset.to_le_bytes()).map_err(io)?;
-    for row in rows.clone() {
-        for s in [row.key, row.path] {
-            offset += s.len() as u64;
-            out.write_all(&offset.to_le_bytes()).map_err(io)?;
+    if layout.keys {
+        let mut offset = 0u64;
+        out.write_all(&offset.to_le_bytes()).map_err(io)?;
+        for row in rows.clone() {
+            for s in [row.key, row.path] {
+                offset += s.len() as u64;
+                out.write_all(&offset.to_le_bytes()).map_err(io)?;
+            }
         }
+        for row in rows {
+            out.write_all(row.key.as_bytes()).map_err(io)?;
+            out.write_all(row.path.as_bytes()).map_err(io)?;
+        }
+        out.write_all(&vec![0u8; pad8(string_bytes) - string_bytes])
+            .map_err(io)?;
     }
-    for row in rows {
-        out.write_all(row.key.as_bytes()).map_err(io)?;
-        out.write_all(row.path.as_bytes()).map_err(io)?;
-    }
-    out.write_all(&vec![0u8; pad8(string_bytes) - string_bytes])
-        .map_err(io)?;
 
     let body_len = out.written;
     let crc = out.crc;
@@ -331,9 +350,15 @@ impl Segment {
                 "code width {bits} bits is not a multiple of 64 up to {MAX_BITS}"
             ));
         }
-        if flags & !(FLAG_FLOATS | FLAG_F16) != 0 {
-            return bad(format!("unknown flags {flags:#x}"));
+        let known = if version >= 2 {
+            FLAG_FLOATS | FLAG_F16 | FLAG_NO_STRINGS
+        } else {
+            FLAG_FLOATS | FLAG_F16
+        };
+        if flags & !known != 0 {
+            return bad(format!("unknown flags {flags:#x} for version {version}"));
         }
+        let keys = flags & FLAG_NO_STRINGS == 0;
         let floats = if flags & FLAG_FLOATS != 0 {
             if float_dim == 0 || float_dim > MAX_FLOAT_DIM {
                 return bad(format!("float dimension {float_dim} out of range"));
@@ -350,6 +375,7 @@ impl Segment {
         let layout = Layout {
             bits: bits as usize,
             floats,
+            keys,
         };
         // every size below is checked against the body length before any slicing
         let body_len = body.len() as u64;
@@ -363,7 +389,8 @@ impl Segment {
             || floats_offset != expect_floats
             || strings_offset != expect_strings
             || strings_offset.checked_add(strings_len) != Some(body_len)
-            || strings_len < (2 * rows + 1) * 8
+            || (keys && strings_len < (2 * rows + 1) * 8)
+            || (!keys && strings_len != 0)
         {
             return bad("section offsets inconsistent with the row count".into());
         }
@@ -387,6 +414,9 @@ impl Segment {
                 &self.path,
                 "ids are not strictly increasing",
             ));
+        }
+        if !self.layout.keys {
+            return Ok(());
         }
         let offsets = self.string_offsets();
         let blob = (strings_len - offsets.len() * 8) as u64;
@@ -479,13 +509,21 @@ impl Segment {
     }
 
     /// External key of a row.
-    pub fn key(&self, row: usize) -> Result<&str> {
-        self.string(2 * row)
+    pub fn key(&self, row: usize) -> Result<Cow<'_, str>> {
+        if self.layout.keys {
+            self.string(2 * row).map(Cow::Borrowed)
+        } else {
+            Ok(Cow::Owned(self.ids()[row].to_string()))
+        }
     }
 
     /// Image path of a row.
     pub fn item_path(&self, row: usize) -> Result<&str> {
-        self.string(2 * row + 1)
+        if self.layout.keys {
+            self.string(2 * row + 1)
+        } else {
+            Ok("")
+        }
     }
 
     /// Row of `id`, by binary search.
@@ -500,7 +538,11 @@ mod tests {
 
     fn sample(dir: &Path, floats: Option<(usize, FloatKind)>) -> PathBuf {
         let path = dir.join("s.usg");
-        let layout = Layout { bits: 128, floats };
+        let layout = Layout {
+            bits: 128,
+            floats,
+            keys: true,
+        };
         let codes: Vec<[u8; 16]> = (0..5u8).map(|i| [i; 16]).collect();
         let vecs: Vec<Vec<f32>> = (0..5).map(|i| vec![i as f32; 3]).collect();
         let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
@@ -554,6 +596,43 @@ mod tests {
     }
 
     #[test]
+    fn a_keyless_segment_is_codes_and_ids_only_and_keys_read_as_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.usg");
+        let layout = Layout {
+            bits: 256,
+            floats: None,
+            keys: false,
+        };
+        let codes: Vec<[u8; 32]> = (0..7u8).map(|i| [i; 32]).collect();
+        let rows = (0..7).map(|i| ItemRow {
+            id: 100 + i as u64,
+            key: "",
+            path: "",
+            code: &codes[i],
+            floats: None,
+        });
+        write_segment(&path, layout, rows).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(bytes.len(), 64 + 7 * (32 + 8) + 24);
+        assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
+        let s = Segment::open(&path).unwrap();
+        assert_eq!(s.layout(), layout);
+        assert_eq!(s.key(3).unwrap(), "103");
+        assert_eq!(s.item_path(3).unwrap(), "");
+        assert_eq!(s.code_bytes_of(6), &[6u8; 32]);
+        // the no-strings flag is refused in a version-1 file (checksum made valid)
+        let mut b = bytes.clone();
+        b[8..12].copy_from_slice(&1u32.to_le_bytes());
+        let body = b.len() - 24;
+        let crc = crc32c::crc32c(&b[..body]);
+        b[body..body + 4].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&path, &b).unwrap();
+        let msg = Segment::open(&path).unwrap_err().to_string();
+        assert!(msg.contains("unknown flags"), "{msg}");
+    }
+
+    #[test]
     fn future_version_names_both_versions() {
         let dir = tempfile::tempdir().unwrap();
         let path = sample(dir.path(), None);
@@ -561,6 +640,6 @@ mod tests {
         b[8..12].copy_from_slice(&7u32.to_le_bytes());
         std::fs::write(&path, &b).unwrap();
         let msg = Segment::open(&path).unwrap_err().to_string();
-        assert!(msg.contains("version 7") && msg.contains("1..=1"), "{msg}");
+        assert!(msg.contains("version 7") && msg.contains("1..=2"), "{msg}");
     }
 }

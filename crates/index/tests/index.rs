@@ -39,6 +39,7 @@ fn add_remove_compact_reopen() {
     let config = IndexConfig {
         bits: 256,
         floats: Some((8, FloatKind::F32)),
+        keys: true,
     };
     let mut index = Index::create(dir.path(), config).unwrap();
     let a = add_range(&mut index, 0..50);
@@ -107,6 +108,7 @@ fn a_batched_search_answers_each_query_as_if_it_were_alone() {
     let config = IndexConfig {
         bits: 256,
         floats: Some((8, FloatKind::F16)),
+        keys: true,
     };
     let mut index = Index::create(dir.path(), config).unwrap();
     add_range(&mut index, 0..300);
@@ -163,6 +165,76 @@ fn a_batched_search_answers_each_query_as_if_it_were_alone() {
 }
 
 #[test]
+fn a_keyless_index_stores_code_and_id_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig {
+        bits: 256,
+        floats: None,
+        keys: false,
+    };
+    let mut index = Index::create(dir.path(), config).unwrap();
+    let codes: Vec<[u8; 32]> = (0..50).map(code_for).collect();
+    let items: Vec<NewItem> = codes
+        .iter()
+        .map(|c| NewItem {
+            key: "",
+            path: "",
+            code: c,
+            floats: None,
+        })
+        .collect();
+    let ids = index.add(&items).unwrap();
+    assert_eq!(ids, (0..50).collect::<Vec<u64>>());
+    // the segment holds header, codes, ids and footer, nothing else
+    let segment_bytes: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".usg"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert_eq!(segment_bytes, 64 + 50 * (32 + 8) + 24);
+    let manifest = std::fs::read_to_string(dir.path().join("MANIFEST.json")).unwrap();
+    assert!(manifest.contains("\"keys\": false"), "{manifest}");
+    // keys read as ids; an item with a key or path is refused and nothing is written
+    assert_eq!(index.item(7).unwrap().key, "7");
+    assert_eq!(index.item(7).unwrap().path, "");
+    assert_eq!(index.id_of_key("7").unwrap(), Some(7));
+    let gen = index.stats().generation;
+    let keyed = [NewItem {
+        key: "x",
+        path: "",
+        code: &codes[0],
+        floats: None,
+    }];
+    let err = index.add(&keyed).unwrap_err().to_string();
+    assert!(err.contains("keeps no keys"), "{err}");
+    assert_eq!(index.stats().generation, gen);
+    let more = index.add(&items[..3]).unwrap();
+    assert_eq!(more, vec![50, 51, 52]);
+    assert_eq!(index.id_of_key("51").unwrap(), Some(51));
+    index.remove(&[3, 51]).unwrap();
+    index.compact().unwrap();
+    drop(index);
+    let index = Index::open(dir.path()).unwrap();
+    assert!(!index.layout().keys);
+    assert_eq!(index.len(), 51);
+    assert_eq!(index.code(40).unwrap(), &code_for(40));
+    let hits = index
+        .search(&code_for(9), 1, &ScanOptions::default())
+        .unwrap();
+    assert_eq!((hits[0][0].id, hits[0][0].distance), (9, 0));
+    // an index with keys writes no `keys` field, as before this option existed
+    let keyed_dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig {
+        keys: true,
+        ..config
+    };
+    Index::create(keyed_dir.path(), config).unwrap();
+    let manifest = std::fs::read_to_string(keyed_dir.path().join("MANIFEST.json")).unwrap();
+    assert!(!manifest.contains("keys"), "{manifest}");
+}
+
+#[test]
 fn second_writer_is_refused_and_readonly_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let _w = Index::create(
@@ -170,6 +242,7 @@ fn second_writer_is_refused_and_readonly_cannot_write() {
         IndexConfig {
             bits: 64,
             floats: None,
+            keys: true,
         },
     )
     .unwrap();
@@ -196,6 +269,7 @@ fn damaged_files_give_clear_errors() {
         IndexConfig {
             bits: 256,
             floats: Some((8, FloatKind::F16)),
+            keys: true,
         },
     )
     .unwrap();
@@ -248,6 +322,7 @@ fn crash_writer_child() {
             IndexConfig {
                 bits: 256,
                 floats: Some((8, FloatKind::F32)),
+                keys: true,
             },
         )
         .unwrap(),
@@ -377,6 +452,7 @@ fn format_v1_fixture_still_opens() {
             IndexConfig {
                 bits: 256,
                 floats: Some((8, FloatKind::F16)),
+                keys: true,
             },
         )
         .unwrap();
