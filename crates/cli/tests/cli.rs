@@ -85,6 +85,41 @@ fn embed_index_search_with_bad_images() {
         .arg(&index)
         .output()
         .unwrap());
+    // exact search equals brute force on these real codes, for every query, k and thread count
+    let set = unisight_core::artifacts::EmbeddingSet::load(&out).unwrap();
+    let opened = unisight_index::Index::open(&index).unwrap();
+    let words: Vec<Vec<u64>> = (0..set.len())
+        .map(|i| {
+            set.code(i)
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        })
+        .collect();
+    let all_codes: Vec<u8> = (0..set.len()).flat_map(|i| set.code(i).to_vec()).collect();
+    for threads in [1, 2] {
+        let options = unisight_index::ScanOptions {
+            threads,
+            ..Default::default()
+        };
+        for k in [1, 4, 12] {
+            let found = opened.search(&all_codes, k, &options).unwrap();
+            for (q, hits) in found.iter().enumerate() {
+                let mut brute: Vec<(u32, u64)> = (0..set.len())
+                    .map(|i| {
+                        (
+                            unisight_index::kernels::hamming(&words[q], &words[i]),
+                            i as u64,
+                        )
+                    })
+                    .collect();
+                brute.sort();
+                brute.truncate(k);
+                let got: Vec<(u32, u64)> = hits.iter().map(|h| (h.distance, h.id)).collect();
+                assert_eq!(got, brute, "query {q}, k {k}, {threads} threads");
+            }
+        }
+    }
     let key = &names[3];
     let json = stdout_of(
         &unisight()
