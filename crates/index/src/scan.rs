@@ -239,7 +239,7 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
         #[test]
         fn matches_brute_force(
-            words in prop::sample::select(vec![1usize, 4, 8]),
+            words in prop::sample::select(vec![1usize, 4, 8, 16, 32]),
             n in 0usize..700,
             nq in 1usize..6,
             k in 0usize..30,
