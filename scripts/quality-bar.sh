@@ -10,7 +10,10 @@
 # Each run takes about 20-23 minutes on a 2-core AMD EPYC with AVX-512 (30-35 on an earlier Zen 3;
 # most of it the 1,500 training steps);
 # a killed run resumes from its last checkpoint when the script is started again, and finished
-# runs are skipped.
+# runs are skipped. Each finished run's report (a few hundred bytes: Recall@k per task, float and
+# bits) is also copied to results/quality/NAME-sSEED.run/ with the machine it ran on, so that
+# seeds run in different sessions (or on different machines) add up in the committed table;
+# the table printed at the end is over every report there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
@@ -26,7 +29,6 @@ fi
 scripts/fetch-assets.sh >/dev/null
 cargo build --release --locked -p unisight
 mkdir -p "$OUT"
-runs=()
 for model in $MODELS; do
   for seed in $SEEDS; do
     name="$model-s$seed"
@@ -38,7 +40,12 @@ for model in $MODELS; do
         --out "$OUT/$name.safetensors" --work-dir "$OUT/$name.run"
       echo "$name: $((SECONDS - start)) s" >&2
     fi
-    runs+=("$OUT/$name.run")
+    keep="results/quality/$name.run"
+    if [ ! -f "$keep/report.json" ]; then
+      mkdir -p "$keep"
+      cp "$OUT/$name.run/report.json" "$keep/report.json"
+      { lscpu | sed -n 's/^Model name: *//p'; echo "cores: $(nproc)"; } > "$keep/machine.txt"
+    fi
   done
 done
-target/release/unisight summarize-runs "${runs[@]}"
+target/release/unisight summarize-runs results/quality/*.run

@@ -204,14 +204,18 @@ enum Command {
     },
     /// Serve visual search over HTTP: JSON API, web page at /, OpenAPI at /openapi.json.
     /// Binds to loopback unless told otherwise; adding and removing items needs the bearer
-    /// token named by --token-env (off when that variable is unset).
+    /// token named by --token-env (off when that variable is unset). With --experiment, serves
+    /// the file's arms side by side, logs engagement and runs its rater study at /study.
     Serve {
         /// Model file (default: zero-shot Lite0, which must match the index).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "experiment")]
         model: Option<PathBuf>,
         /// Index folder.
+        #[arg(long, required_unless_present = "experiment")]
+        index: Option<PathBuf>,
+        /// Experiment file (arms, engagement log, study); replaces --model and --index.
         #[arg(long)]
-        index: PathBuf,
+        experiment: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         addr: std::net::SocketAddr,
@@ -304,6 +308,16 @@ enum Command {
         #[command(subcommand)]
         command: IndexCommand,
     },
+    /// Online experiments: reports from the engagement log the service writes.
+    Experiment {
+        #[command(subcommand)]
+        command: ExperimentCommand,
+    },
+    /// Side-by-side relevance studies: reports from the ratings the study page stores.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
     /// Search an index by image or by the key of an indexed item.
     Search {
         /// Index folder.
@@ -344,6 +358,42 @@ enum FloatStorage {
     None,
     F16,
     F32,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExperimentCommand {
+    /// Per arm: searches, click-through rate, saves per search, MRR of the first click, with
+    /// 95% intervals; each arm tested against the control (says when data are too few).
+    Report {
+        /// Log folder (the experiment's `[log] dir`).
+        #[arg(long)]
+        log: PathBuf,
+        /// Log file stem.
+        #[arg(long, default_value = "engagement")]
+        stem: String,
+        /// Control arm (default: the first arm in the log).
+        #[arg(long)]
+        control: Option<String>,
+        /// Also write report.json and report.md here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// Preference rate with a 95% interval, per task, rater agreement, relevance marks.
+    Report {
+        /// Ratings file (the experiment's `[study] ratings`).
+        #[arg(long)]
+        ratings: PathBuf,
+        /// The two arms, baseline first (default: as named in the ratings, sorted).
+        #[arg(long, num_args = 2)]
+        arms: Option<Vec<String>>,
+        /// Also write study.json and study.md here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -668,6 +718,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             model,
             index,
+            experiment,
             addr,
             workers,
             threads,
@@ -681,29 +732,11 @@ pub fn run(cli: Cli) -> Result<()> {
             token_env,
         } => {
             let token = std::env::var(&token_env).ok().filter(|t| !t.is_empty());
-            let index = if token.is_some() {
-                Index::open_writable(&index)?
-            } else {
-                Index::open(&index)?
-            };
-            let mut embedders = Vec::new();
-            for _ in 0..workers.max(1) {
-                let (net, model_id) = load_model(model.as_deref())?;
-                embedders.push(make_embedder(net, &model_id, Backend::Auto, threads)?);
-            }
-            if embedders[0].spec().code_bytes() * 8 != index.layout().bits {
-                bail!(
-                    "the model makes {}-bit codes but the index holds {}-bit codes",
-                    embedders[0].spec().code_bytes() * 8,
-                    index.layout().bits
-                );
-            }
             let max_body_bytes = max_body_mib << 20;
             let limits = DecodeLimits {
                 max_file_bytes: max_body_bytes as u64,
                 max_pixels: max_megapixels * 1_000_000,
             };
-            let pool = unisight_serve::pool::EmbedPool::start(embedders, queue, limits);
             let config = unisight_serve::ServiceConfig {
                 max_body_bytes,
                 timeout: std::time::Duration::from_secs(timeout_s),
@@ -714,7 +747,36 @@ pub fn run(cli: Cli) -> Result<()> {
                 max_search_batch: search_batch,
                 ..Default::default()
             };
-            let state = unisight_serve::AppState::new(index, pool, config)?;
+            let state = if let Some(experiment) = experiment {
+                let arm_workers = crate::experiment::ArmWorkers {
+                    workers,
+                    threads,
+                    queue,
+                };
+                crate::experiment::experiment_state(&experiment, &arm_workers, limits, config)
+                    .with_context(|| experiment.display().to_string())?
+            } else {
+                let index = index.ok_or_else(|| anyhow!("--index or --experiment is needed"))?;
+                let index = if token.is_some() {
+                    Index::open_writable(&index)?
+                } else {
+                    Index::open(&index)?
+                };
+                let mut embedders = Vec::new();
+                for _ in 0..workers.max(1) {
+                    let (net, model_id) = load_model(model.as_deref())?;
+                    embedders.push(make_embedder(net, &model_id, Backend::Auto, threads)?);
+                }
+                if embedders[0].spec().code_bytes() * 8 != index.layout().bits {
+                    bail!(
+                        "the model makes {}-bit codes but the index holds {}-bit codes",
+                        embedders[0].spec().code_bytes() * 8,
+                        index.layout().bits
+                    );
+                }
+                let pool = unisight_serve::pool::EmbedPool::start(embedders, queue, limits);
+                unisight_serve::AppState::new(index, pool, config)?
+            };
             unisight_serve::serve_blocking(addr, state, |bound| {
                 println!("listening on http://{bound}/");
                 if token.is_none() {
@@ -723,6 +785,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 let _ = std::io::stdout().flush();
             })?;
             Ok(())
+        }
+        Command::Experiment {
+            command:
+                ExperimentCommand::Report {
+                    log,
+                    stem,
+                    control,
+                    out,
+                },
+        } => crate::experiment::report_experiment(&log, &stem, control.as_deref(), out.as_deref()),
+        Command::Study {
+            command: StudyCommand::Report { ratings, arms, out },
+        } => {
+            let arms = arms.map(|a| [a[0].clone(), a[1].clone()]);
+            crate::experiment::report_study(&ratings, arms, out.as_deref())
         }
         Command::ImportFashionMnist {
             from,

@@ -3,6 +3,7 @@
 mod commands;
 mod embedder;
 mod evaluation;
+mod experiment;
 
 use clap::Parser;
 

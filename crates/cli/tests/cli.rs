@@ -965,3 +965,392 @@ fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     );
     browser.wait_for("#status", "more like");
 }
+
+/// Two zero-shot models (different projections) each with its own index of `photos`, and an
+/// experiment file serving them as arms `a` and `b` with an engagement log and a study of the
+/// first three photos.
+fn experiment_setup(t: &Path, photos: &Path, names: &[String]) -> PathBuf {
+    for (arm, seed) in [("a", "1"), ("b", "2")] {
+        let model = t.join(format!("{arm}.safetensors"));
+        ok(unisight()
+            .args(["init-model", "--dim", "256", "--seed", seed, "--out"])
+            .arg(&model)
+            .output()
+            .unwrap());
+        ok(unisight()
+            .args(["embed", "--model"])
+            .arg(&model)
+            .arg("--input")
+            .arg(photos)
+            .arg("--out")
+            .arg(t.join(format!("emb-{arm}")))
+            .output()
+            .unwrap());
+        ok(unisight()
+            .args(["index", "build", "--from"])
+            .arg(t.join(format!("emb-{arm}")))
+            .arg("--out")
+            .arg(t.join(format!("idx-{arm}")))
+            .output()
+            .unwrap());
+    }
+    let queries = format!(
+        "path,task\n{},fine\n{},fine\n{},coarse\n",
+        names[0], names[1], names[2]
+    );
+    std::fs::write(photos.join("study.csv"), queries).unwrap();
+    let file = t.join("experiment.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"name = "test"
+[[arms]]
+name = "a"
+model = "a.safetensors"
+index = "idx-a"
+[[arms]]
+name = "b"
+model = "b.safetensors"
+index = "idx-b"
+[log]
+dir = "logs"
+rotate_mib = 1
+[study]
+arms = ["a", "b"]
+queries = "{}"
+ratings = "ratings.jsonl"
+k = 4
+"#,
+            photos.join("study.csv").display()
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn post_event(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    call(
+        ureq::post(&format!("{url}/v1/events")),
+        Some(("application/json", body.to_string().as_bytes())),
+    )
+}
+
+#[test]
+fn experiment_arms_log_engagement_and_report() {
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let names = copy_photos(&grocery, &photos, 12);
+    let experiment = experiment_setup(t, &photos, &names);
+    let mut server = start_server(
+        &[
+            "--experiment".as_ref(),
+            experiment.as_os_str(),
+            "--image-root".as_ref(),
+            photos.as_os_str(),
+        ],
+        None,
+    );
+    let url = server.url.clone();
+    let photo = std::fs::read(photos.join(&names[5])).unwrap();
+    let search = |user: &str| {
+        let (status, body) = call(
+            ureq::post(&format!("{url}/v1/search?k=5")).set("X-Unisight-User", user),
+            Some(("image/jpeg", &photo)),
+        );
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    // a user stays in one arm; users spread over both
+    let mut arms = std::collections::BTreeMap::new();
+    for u in 0..24 {
+        let user = format!("user-{u}");
+        let first = search(&user);
+        let again = search(&user);
+        assert_eq!(first["arm"], again["arm"], "{user}");
+        assert_ne!(first["request"], again["request"]);
+        assert_eq!(first["request"].as_str().unwrap().len(), 32);
+        *arms
+            .entry(first["arm"].as_str().unwrap().to_string())
+            .or_insert(0) += 1;
+    }
+    assert_eq!(arms.len(), 2, "{arms:?}");
+    // more like this answers from the user's arm too
+    let body = search("user-0");
+    let (status, similar) = call(
+        ureq::get(&format!("{url}/v1/items/{}/similar?k=3", names[1]))
+            .set("X-Unisight-User", "user-0"),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(similar["arm"], body["arm"]);
+    // actions: logged, repeated, unknown, not shown, malformed, skewed clock
+    let request = body["request"].as_str().unwrap();
+    let key = |i: usize| body["results"][i]["key"].as_str().unwrap().to_string();
+    let click = serde_json::json!({"request": request, "key": key(1), "action": "click"});
+    assert_eq!(post_event(&url, click.clone()).0, 202);
+    let (status, dup) = post_event(&url, click);
+    assert_eq!((status, dup["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(
+        post_event(
+            &url,
+            serde_json::json!({"request": request, "key": key(1), "action": "save"})
+        )
+        .0,
+        202
+    );
+    assert_eq!(
+        post_event(&url, serde_json::json!({"request": request, "key": key(1), "action": "dwell", "dwell_ms": 4200})).0,
+        202
+    );
+    let skewed = serde_json::json!({"request": request, "key": key(2), "action": "click", "client_time_ms": 1});
+    assert_eq!(post_event(&url, skewed).0, 202);
+    let (status, e) = post_event(
+        &url,
+        serde_json::json!({"request": "f".repeat(32), "key": key(1), "action": "click"}),
+    );
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (404, Some("unknown_request"))
+    );
+    let (status, e) = post_event(
+        &url,
+        serde_json::json!({"request": request, "key": "not-a-result.jpg", "action": "click"}),
+    );
+    assert_eq!((status, e["error"].as_str()), (400, Some("not_shown")));
+    assert_eq!(
+        post_event(
+            &url,
+            serde_json::json!({"request": request, "key": key(0), "action": "dwell"})
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        post_event(
+            &url,
+            serde_json::json!({"request": request, "key": key(0), "action": "impression"})
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        post_event(
+            &url,
+            serde_json::json!({"request": request, "action": "like"})
+        )
+        .0,
+        400
+    );
+    // memory and latency per arm
+    let (_, ready) = call(ureq::get(&format!("{url}/readyz")), None);
+    let ready_arms = ready["arms"].as_array().unwrap();
+    assert_eq!(ready_arms.len(), 2);
+    for a in ready_arms {
+        assert_eq!(a["items"], 12);
+        assert!(a["model_bytes"].as_u64().unwrap() > 1_000_000, "{a}");
+        assert!(a["index_bytes"].as_u64().unwrap() > 12 * 32, "{a}");
+        assert!(a["searches"].as_u64().unwrap() > 0, "{a}");
+    }
+    let metrics = ureq::get(&format!("{url}/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for line in [
+        "unisight_events_total{outcome=\"logged\"} 4",
+        "unisight_events_total{outcome=\"duplicate\"} 1",
+        "unisight_events_total{outcome=\"unknown_request\"} 1",
+        "unisight_events_total{outcome=\"not_shown\"} 1",
+        "unisight_events_total{outcome=\"clock_skew\"} 1",
+        "unisight_arm_search_seconds_count{arm=\"a\"}",
+    ] {
+        assert!(metrics.contains(line), "{line} missing in\n{metrics}");
+    }
+    // killed, not stopped: the log holds every line written so far and reads back
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+    let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
+    assert!(!log.contains("user-0"), "raw user ids never reach the log");
+    assert!(log.contains("\"action\":\"save\"") && log.contains("\"dwell_ms\":4200"));
+    let searches = 24 * 2 + 1;
+    let impressions = log.lines().filter(|l| l.contains("\"impression\"")).count();
+    assert_eq!(impressions, searches * 5 + 3);
+    let out = ok(unisight()
+        .args(["experiment", "report", "--log"])
+        .arg(t.join("logs"))
+        .args(["--control", "a", "--out"])
+        .arg(t.join("report"))
+        .output()
+        .unwrap());
+    assert!(out.contains("| a |") && out.contains("| b |"), "{out}");
+    assert!(out.contains("not enough data"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(t.join("report/report.json")).unwrap())
+            .unwrap();
+    let total: u64 = report["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["searches"].as_u64().unwrap())
+        .sum();
+    // more like this searches are searches too
+    assert_eq!(total, searches as u64 + 1);
+    let clicks: u64 = report["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["clicks"].as_u64().unwrap())
+        .sum();
+    assert_eq!(clicks, 2);
+    // the log is what training reads: a torn line from a kill mid-write is cut at the next start
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(t.join("logs/engagement.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"query\": \"upload:00\", \"res").unwrap();
+    drop(f);
+    let server = start_server(&["--experiment".as_ref(), experiment.as_os_str()], None);
+    search_once(&server.url, &photo);
+    drop(server);
+    let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
+    assert!(log.ends_with('\n') && !log.contains("\"res\n") && !log.contains("upload:00"));
+    // a bad experiment file names the key
+    std::fs::write(
+        t.join("bad.toml"),
+        "name = \"x\"\n[[arms]]\nname = \"a\"\nmodel = \"a.safetensors\"\nindx = \"idx-a\"\n",
+    )
+    .unwrap();
+    let out = unisight()
+        .args(["serve", "--experiment"])
+        .arg(t.join("bad.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.toml") && err.contains("indx"), "{err}");
+}
+
+fn search_once(url: &str, photo: &[u8]) {
+    let (status, body) = call(
+        ureq::post(&format!("{url}/v1/search?k=3")),
+        Some(("image/jpeg", photo)),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn study_page_collects_ratings_in_headless_chromium() {
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let Some((browser, _)) = Browser::start() else {
+        return eprintln!(
+            "skipped: no chromium + chromedriver (apt-get install chromium chromium-driver)"
+        );
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    let names = copy_photos(&grocery, &photos, 12);
+    let experiment = experiment_setup(t, &photos, &names);
+    let server = start_server(
+        &[
+            "--experiment".as_ref(),
+            experiment.as_os_str(),
+            "--image-root".as_ref(),
+            photos.as_os_str(),
+        ],
+        None,
+    );
+    browser.post(
+        "/url",
+        serde_json::json!({"url": format!("{}/study", server.url)}),
+    );
+    let rater = browser.find_all("#rater").pop().unwrap();
+    browser.post(
+        &format!("/element/{rater}/value"),
+        serde_json::json!({"text": "rater-one"}),
+    );
+    let start = browser.find_all("#start").pop().unwrap();
+    browser.post(&format!("/element/{start}/click"), serde_json::json!({}));
+    // three queries: prefer left, then mark a result and prefer right, then a tie
+    for (n, choice) in ["left", "right", "tie"].iter().enumerate() {
+        browser.wait_for("#status", &format!("{} left to rate", 3 - n));
+        assert_eq!(browser.find_all("#left .hit").len(), 4);
+        assert_eq!(browser.find_all("#right .hit").len(), 4);
+        if n == 1 {
+            let boxes = browser.find_all("#right .hit input");
+            browser.post(
+                &format!("/element/{}/click", boxes[0]),
+                serde_json::json!({}),
+            );
+        }
+        let button = browser
+            .find_all(&format!("#choices button[data-choice={choice}]"))
+            .pop()
+            .unwrap();
+        browser.post(&format!("/element/{button}/click"), serde_json::json!({}));
+    }
+    browser.wait_for("#status", "done: all 3 queries rated");
+    let ratings = std::fs::read_to_string(t.join("ratings.jsonl")).unwrap();
+    assert_eq!(ratings.lines().count(), 3, "{ratings}");
+    assert!(
+        !ratings.contains("rater-one"),
+        "rater ids are stored opaque"
+    );
+    assert!(ratings.contains("\"choice\":\"tie\""));
+    // the same rater cannot rate a query twice; sides map back to arms
+    let (status, _) = call(
+        ureq::post(&format!("{}/v1/study/ratings", server.url)),
+        Some((
+            "application/json",
+            serde_json::json!({"rater": "rater-one", "trial": 0, "choice": "left"})
+                .to_string()
+                .as_bytes(),
+        )),
+    );
+    assert_eq!(status, 409);
+    let out = ok(unisight()
+        .args(["study", "report", "--ratings"])
+        .arg(t.join("ratings.jsonl"))
+        .output()
+        .unwrap());
+    assert!(out.contains("| all | 3 |"), "{out}");
+    assert!(out.contains("not enough data"), "{out}");
+    // the search page logs a click on a result with the arm that served it
+    browser.post(
+        "/url",
+        serde_json::json!({"url": format!("{}/", server.url)}),
+    );
+    let input = browser.find_all("#file").pop().expect("file input");
+    browser.post(
+        &format!("/element/{input}/value"),
+        serde_json::json!({"text": photos.join(&names[4]).display().to_string()}),
+    );
+    browser.wait_for("#status", "arm ");
+    let hits = browser.find_all(".hit");
+    browser.post(
+        &format!("/element/{}/click", hits[2]),
+        serde_json::json!({}),
+    );
+    browser.wait_for("#status", "more like");
+    let started = Instant::now();
+    loop {
+        let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap_or_default();
+        if let Some(line) = log.lines().find(|l| l.contains("\"action\":\"click\"")) {
+            assert!(line.contains("\"position\":2"), "{line}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no click logged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -88,15 +88,28 @@ pub fn engagement_split(
     log: &Path,
     rule: &crate::engagement::LabelRule,
 ) -> Result<Vec<LabeledImage>> {
-    Ok(crate::engagement::labeled_from_log(root, log, rule)?
-        .into_iter()
-        .map(|(id, file, class)| LabeledImage {
-            id,
-            file,
-            labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
-            domain: None,
-        })
-        .collect())
+    // the log as the service writes it: `<split>.jsonl` and its rotated `<split>-NNNNNN.jsonl`
+    let dir = log.parent().unwrap_or(Path::new("."));
+    let stem = log.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let files = crate::engagement::log_files(dir, stem)?;
+    if files.is_empty() {
+        return Err(Error::Io {
+            path: log.into(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such engagement log"),
+        });
+    }
+    let (events, _) = crate::engagement::read_logs(&files)?;
+    Ok(
+        crate::engagement::labeled_from_events(root, log, &events, rule)?
+            .into_iter()
+            .map(|(id, file, class)| LabeledImage {
+                id,
+                file,
+                labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
+                domain: None,
+            })
+            .collect(),
+    )
 }
 
 struct GroceryClass {

@@ -9,7 +9,11 @@
 //! `query` and `result` are image paths relative to the dataset root; `action` is `click`,
 //! `save` or `impression` (impressions carry no positive signal and are ignored here);
 //! `count` defaults to 1; `position` (0-based rank shown) and `simulated` are optional and
-//! informational.
+//! informational. The service's log (`unisight serve --experiment`) writes this same format,
+//! one line per shown result (`impression`) and per action, with the optional `request`, `arm`,
+//! `user` (an opaque id), `score`, `dwell_ms` and `time_ms` fields; a query made by uploading
+//! an image is named `upload:<hash>` (the image itself is not kept). A log is a folder of
+//! `<stem>.jsonl` (written now) and `<stem>-NNNNNN.jsonl` (rotated) files, read oldest first.
 //!
 //! # The rule that turns engagement into classes
 //!
@@ -23,6 +27,9 @@
 //! two classes). Components give one class per image and connect what users treated as the
 //! same thing, across queries; processing the strongest evidence first and capping the size
 //! keeps a few noisy or popular-item clicks from chaining everything into one giant class.
+//! `upload:` queries take part in the graph (two results engaged from the same uploaded photo
+//! join one class through it) but are not training images themselves. `dwell` lines carry no
+//! weight here.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -33,7 +40,7 @@ use crate::sources::resolve_inside;
 use crate::{Error, Result};
 
 /// What a user did with a result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Shown, no action.
@@ -42,9 +49,11 @@ pub enum Action {
     Click,
     /// Saved (a stronger signal than a click).
     Save,
+    /// Time spent on a clicked result (`dwell_ms`).
+    Dwell,
 }
 
-/// One aggregated log line.
+/// One log line (aggregated by `count`, or one event of the service's log).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngagementEvent {
@@ -63,7 +72,47 @@ pub struct EngagementEvent {
     /// True for events made by a simulator rather than people.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub simulated: bool,
+    /// The search request the line belongs to (service logs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    /// Experiment arm that served the search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+    /// Opaque user id (a hash; never what the client sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Score of a shown result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<f32>,
+    /// Time on a clicked result, for `dwell` lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dwell_ms: Option<u64>,
+    /// Server time, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<u64>,
 }
+
+impl Default for EngagementEvent {
+    fn default() -> Self {
+        EngagementEvent {
+            query: String::new(),
+            result: String::new(),
+            action: Action::Impression,
+            count: 1,
+            position: None,
+            simulated: false,
+            request: None,
+            arm: None,
+            user: None,
+            score: None,
+            dwell_ms: None,
+            time_ms: None,
+        }
+    }
+}
+
+/// Prefix of queries that were uploaded images (named by a hash, not a path).
+pub const UPLOAD_PREFIX: &str = "upload:";
 
 fn one() -> u32 {
     1
@@ -91,26 +140,79 @@ impl Default for LabelRule {
     }
 }
 
-/// Reads a log.
+/// Reads a log file. A last line without its newline that does not parse (a writer killed
+/// mid-line) is skipped; a malformed line anywhere else is an error.
 ///
 /// # Errors
 /// [`Error::Io`]; [`Error::Manifest`] naming the line of a malformed event.
 pub fn read_log(path: &Path) -> Result<Vec<EngagementEvent>> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-        path: path.into(),
+    Ok(read_logs(std::slice::from_ref(&path.to_path_buf()))?.0)
+}
+
+/// Reads log files in order; also returns how many torn last lines were skipped.
+///
+/// # Errors
+/// As [`read_log`].
+pub fn read_logs(paths: &[PathBuf]) -> Result<(Vec<EngagementEvent>, usize)> {
+    let mut events = Vec::new();
+    let mut torn = 0;
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let whole = text.is_empty() || text.ends_with('\n');
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, l) in lines.iter().enumerate() {
+            if l.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str(l) {
+                Ok(e) => events.push(e),
+                Err(_) if !whole && n + 1 == lines.len() => torn += 1,
+                Err(e) => {
+                    return Err(Error::Manifest {
+                        path: path.clone(),
+                        line: n + 1,
+                        what: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+    Ok((events, torn))
+}
+
+/// The files of log `stem` in `dir`: rotated `<stem>-NNNNNN.jsonl` oldest first, then the
+/// current `<stem>.jsonl` (each only if present).
+///
+/// # Errors
+/// [`Error::Io`] when the folder cannot be listed.
+pub fn log_files(dir: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|source| Error::Io {
+        path: dir.into(),
         source,
     })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(n, l)| {
-            serde_json::from_str(l).map_err(|e| Error::Manifest {
-                path: path.into(),
-                line: n + 1,
-                what: e.to_string(),
-            })
-        })
-        .collect()
+    let mut rotated: Vec<(u64, PathBuf)> = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix(stem)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.strip_suffix(".jsonl"))
+            .and_then(|r| r.parse::<u64>().ok())
+        {
+            rotated.push((n, entry.path()));
+        }
+    }
+    rotated.sort();
+    let mut files: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
+    let current = dir.join(format!("{stem}.jsonl"));
+    if current.exists() {
+        files.push(current);
+    }
+    Ok(files)
 }
 
 /// Classes from a log per `rule`: image path -> class number, classes numbered by their
@@ -119,7 +221,7 @@ pub fn engagement_classes(events: &[EngagementEvent], rule: &LabelRule) -> BTree
     let mut scores: HashMap<(&str, &str), f64> = HashMap::new();
     for e in events {
         let w = match e.action {
-            Action::Impression => continue,
+            Action::Impression | Action::Dwell => continue,
             Action::Click => 1.0,
             Action::Save => rule.save_weight,
         };
@@ -175,6 +277,9 @@ pub fn engagement_classes(events: &[EngagementEvent], rule: &LabelRule) -> BTree
     }
     let mut members: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
     for (i, name) in names.iter().enumerate() {
+        if name.starts_with(UPLOAD_PREFIX) {
+            continue;
+        }
         let r = find(&mut parent, i);
         members.entry(r).or_default().push(name);
     }
@@ -202,7 +307,20 @@ pub fn labeled_from_log(
     rule: &LabelRule,
 ) -> Result<Vec<(String, PathBuf, usize)>> {
     let events = read_log(log)?;
-    let classes = engagement_classes(&events, rule);
+    labeled_from_events(root, log, &events, rule)
+}
+
+/// As [`labeled_from_log`] for events already read (`log` names them in errors).
+///
+/// # Errors
+/// A path that leaves the root.
+pub fn labeled_from_events(
+    root: &Path,
+    log: &Path,
+    events: &[EngagementEvent],
+    rule: &LabelRule,
+) -> Result<Vec<(String, PathBuf, usize)>> {
+    let classes = engagement_classes(events, rule);
     classes
         .into_iter()
         .map(|(path, class)| {
@@ -229,8 +347,7 @@ mod tests {
             result: r.into(),
             action,
             count,
-            position: None,
-            simulated: false,
+            ..EngagementEvent::default()
         }
     }
 
@@ -282,6 +399,40 @@ mod tests {
         let one = engagement_classes(&events, &LabelRule::default());
         events.reverse();
         assert_eq!(one, engagement_classes(&events, &LabelRule::default()));
+    }
+
+    #[test]
+    fn uploaded_queries_link_results_but_are_not_images() {
+        let events = vec![
+            ev("upload:ab12", "x.jpg", Action::Click, 1),
+            ev("upload:ab12", "y.jpg", Action::Click, 1),
+            ev("upload:ff00", "z.jpg", Action::Click, 1),
+            ev("upload:ff00", "z.jpg", Action::Dwell, 5),
+        ];
+        let c = engagement_classes(&events, &LabelRule::default());
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c["x.jpg"], c["y.jpg"]);
+        assert!(!c.keys().any(|k| k.starts_with(UPLOAD_PREFIX)));
+    }
+
+    #[test]
+    fn rotated_files_are_read_oldest_first_and_a_torn_tail_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let line =
+            |q: &str| format!("{{\"query\": \"{q}\", \"result\": \"r\", \"action\": \"click\"}}\n");
+        std::fs::write(dir.path().join("log-000002.jsonl"), line("b")).unwrap();
+        std::fs::write(dir.path().join("log-000001.jsonl"), line("a")).unwrap();
+        std::fs::write(
+            dir.path().join("log.jsonl"),
+            format!("{}{{\"query\": \"d", line("c")),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("other.jsonl"), line("x")).unwrap();
+        let files = log_files(dir.path(), "log").unwrap();
+        assert_eq!(files.len(), 3);
+        let (events, torn) = read_logs(&files).unwrap();
+        let q: Vec<_> = events.iter().map(|e| e.query.as_str()).collect();
+        assert_eq!((q, torn), (vec!["a", "b", "c"], 1));
     }
 
     #[test]

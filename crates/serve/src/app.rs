@@ -13,8 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use unisight_experiment::Assignment;
 use unisight_index::{Index, NewItem, Rerank};
 
+use crate::engagement::{Engagement, SearchRecord};
 use crate::metrics::Metrics;
 use crate::pool::{EmbedPool, Embedded, JobError};
 use crate::search::{Hit, SearchError, SearchJob, SearchQueue};
@@ -59,25 +61,29 @@ impl Default for ServiceConfig {
     }
 }
 
-/// What the handlers share.
-pub struct AppState {
+/// One arm: a model (its embedding pool) and the index built with it. A service without an
+/// experiment has one arm, `default`.
+pub struct Arm {
+    name: String,
     index: Arc<RwLock<Index>>,
     searches: SearchQueue,
     keys: RwLock<HashMap<String, u64>>,
     pool: EmbedPool,
-    config: ServiceConfig,
-    metrics: Metrics,
+    model_bytes: u64,
 }
 
-impl AppState {
-    /// Wraps an open index (writable when mutations are enabled) and a started pool.
+impl Arm {
+    /// Wraps an open index (writable when mutations are enabled) and a started pool;
+    /// `model_bytes` is reported as the arm's model size.
     ///
     /// # Errors
     /// Reading the index's items fails.
     pub fn new(
+        name: &str,
         index: Index,
         pool: EmbedPool,
-        config: ServiceConfig,
+        model_bytes: u64,
+        config: &ServiceConfig,
     ) -> Result<Self, unisight_index::Error> {
         let mut keys = HashMap::with_capacity(index.len());
         for item in index.items() {
@@ -92,14 +98,94 @@ impl AppState {
             config.search_threads,
             config.rerank_factor,
         );
-        Ok(AppState {
+        Ok(Arm {
+            name: name.to_string(),
             index,
             searches,
             keys: RwLock::new(keys),
             pool,
+            model_bytes,
+        })
+    }
+}
+
+/// What the handlers share.
+pub struct AppState {
+    arms: Vec<Arm>,
+    assignment: Assignment,
+    pub(crate) engagement: Option<Engagement>,
+    pub(crate) study: Option<crate::study::Study>,
+    config: ServiceConfig,
+    pub(crate) metrics: Metrics,
+}
+
+impl AppState {
+    /// One arm (`default`) over an open index and a started pool.
+    ///
+    /// # Errors
+    /// Reading the index's items fails.
+    pub fn new(
+        index: Index,
+        pool: EmbedPool,
+        config: ServiceConfig,
+    ) -> Result<Self, unisight_index::Error> {
+        let arm = Arm::new("default", index, pool, 0, &config)?;
+        Ok(Self::with_arms(
+            vec![arm],
+            Assignment::new("unisight".into(), &[1.0]),
+            config,
+        ))
+    }
+
+    /// Several arms, users split by `assignment` (whose shares follow `arms`' order).
+    ///
+    /// # Panics
+    /// If `arms` is empty (a caller bug).
+    pub fn with_arms(arms: Vec<Arm>, assignment: Assignment, config: ServiceConfig) -> Self {
+        assert!(!arms.is_empty(), "at least one arm");
+        AppState {
+            arms,
+            assignment,
+            engagement: None,
+            study: None,
             config,
             metrics: Metrics::default(),
-        })
+        }
+    }
+
+    /// Logs every search and accepts actions at `POST /v1/events`.
+    #[must_use]
+    pub fn with_engagement_log(mut self, log: unisight_experiment::EventLog) -> Self {
+        self.engagement = Some(Engagement::new(log));
+        self
+    }
+
+    /// Serves a side-by-side relevance study at `/study`.
+    #[must_use]
+    pub fn with_study(mut self, study: crate::study::Study) -> Self {
+        self.study = Some(study);
+        self
+    }
+
+    /// The arm named `name`.
+    pub(crate) fn arm_named(&self, name: &str) -> Option<usize> {
+        self.arms.iter().position(|a| a.name == name)
+    }
+
+    pub(crate) fn arm(&self, i: usize) -> &Arm {
+        &self.arms[i]
+    }
+
+    /// The opaque id stored for a user or rater id.
+    pub(crate) fn assignment_opaque(&self, unit: &str) -> String {
+        self.assignment.opaque(unit)
+    }
+
+    /// Syncs the engagement log (at shutdown).
+    pub fn flush(&self) {
+        if let Some(e) = &self.engagement {
+            e.sync();
+        }
     }
 }
 
@@ -121,6 +207,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/items", post(add_item))
         .route("/v1/items/{key}", delete(remove_item).get(get_item))
         .route("/v1/items/{key}/image", get(item_image))
+        .route("/v1/events", post(crate::events::post_event))
+        .route("/study", get(crate::page::study_page))
+        .route("/v1/study/next", get(crate::study::next_trial))
+        .route(
+            "/v1/study/queries/{trial}/image",
+            get(crate::study::query_image),
+        )
+        .route("/v1/study/ratings", post(crate::study::post_rating))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -134,7 +228,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, reason: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -156,7 +250,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// Query parameters of the search routes.
 #[derive(Debug, Deserialize)]
@@ -167,10 +261,17 @@ pub struct SearchParams {
     rerank: Option<bool>,
     /// Return the query's embedding too.
     embedding: Option<bool>,
+    /// Opaque user or session id that picks the experiment arm (also the
+    /// `X-Unisight-User` header).
+    user: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
 struct SearchResponse {
+    /// Id of this search, for `POST /v1/events`.
+    request: String,
+    /// Arm that answered.
+    arm: String,
     results: Vec<Hit>,
     #[serde(skip_serializing_if = "Option::is_none")]
     embedding: Option<Vec<f32>>,
@@ -179,26 +280,54 @@ struct SearchResponse {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    let items = state.index.read().map(|i| i.len()).unwrap_or(0);
+    let arms: Vec<serde_json::Value> = state
+        .arms
+        .iter()
+        .map(|arm| {
+            let (items, index_bytes) = arm
+                .index
+                .read()
+                .map(|i| (i.len(), i.stats().file_bytes))
+                .unwrap_or((0, 0));
+            let (searches, mean_ms) = state.metrics.arm_searches(&arm.name);
+            serde_json::json!({
+                "name": arm.name,
+                "items": items,
+                "index_bytes": index_bytes,
+                "model_bytes": arm.model_bytes,
+                "workers": arm.pool.workers(),
+                "queued": arm.pool.queued(),
+                "searches": searches,
+                "mean_search_ms": mean_ms,
+            })
+        })
+        .collect();
+    let first = &state.arms[0];
     Json(serde_json::json!({
         "ready": true,
-        "items": items,
-        "workers": state.pool.workers(),
-        "queued": state.pool.queued(),
+        "items": first.index.read().map(|i| i.len()).unwrap_or(0),
+        "workers": first.pool.workers(),
+        "queued": first.pool.queued(),
+        "arms": arms,
+        "logging": state.engagement.is_some(),
+        "study": state.study.is_some(),
     }))
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let items = state.index.read().map(|i| i.len()).unwrap_or(0);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(items, state.pool.queued()),
-    )
+    let first = &state.arms[0];
+    let items = first.index.read().map(|i| i.len()).unwrap_or(0);
+    let queued = state.arms.iter().map(|a| a.pool.queued()).sum();
+    let mut text = state.metrics.render(items, queued);
+    if let Some(e) = &state.engagement {
+        text.push_str(&e.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 /// An uploaded image: the raw body (`Content-Type: image/*` or `application/octet-stream`) or
 /// the first file part of a `multipart/form-data` body (`curl -F image=@photo.jpg`).
-pub struct Upload(Bytes);
+pub struct Upload(pub(crate) Bytes);
 
 fn is_image_type(kind: &str) -> bool {
     kind.starts_with("image/") || kind.starts_with("application/octet-stream")
@@ -275,8 +404,12 @@ async fn image_part<S: Send + Sync>(request: Request, state: &S) -> ApiResult<Up
     ))
 }
 
-/// Runs one image through the pool within the request's time.
-async fn embed_image(state: &AppState, Upload(body): Upload) -> ApiResult<(Embedded, f64)> {
+/// Runs one image through an arm's pool within the request's time.
+pub(crate) async fn embed_image(
+    state: &AppState,
+    arm: &Arm,
+    Upload(body): Upload,
+) -> ApiResult<(Embedded, f64)> {
     if body.is_empty() {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -285,7 +418,7 @@ async fn embed_image(state: &AppState, Upload(body): Upload) -> ApiResult<(Embed
         ));
     }
     let started = Instant::now();
-    let receiver = state.pool.submit(body.to_vec()).map_err(|_| {
+    let receiver = arm.pool.submit(body.to_vec()).map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -339,15 +472,16 @@ fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
 
 /// Searches the index for one code (and float query) on the search thread, which answers
 /// concurrent searches together.
-async fn run_search(
+pub(crate) async fn run_search(
     state: &AppState,
+    arm: &Arm,
     code: Vec<u8>,
     float: Option<Vec<f32>>,
     k: usize,
     rerank: Option<bool>,
 ) -> ApiResult<(Vec<Hit>, f64)> {
     let started = Instant::now();
-    let has_floats = state
+    let has_floats = arm
         .index
         .read()
         .map_err(|_| poisoned())?
@@ -372,7 +506,7 @@ async fn run_search(
         k,
         mode,
     };
-    let receiver = state.searches.submit(job).map_err(|_| {
+    let receiver = arm.searches.submit(job).map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
@@ -403,7 +537,9 @@ async fn run_search(
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", reason)
             }
         })?;
-    Ok((hits, started.elapsed().as_secs_f64() * 1e3))
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    state.metrics.observe_arm_search(&arm.name, ms / 1e3);
+    Ok((hits, ms))
 }
 
 fn poisoned() -> ApiError {
@@ -414,17 +550,95 @@ fn poisoned() -> ApiError {
     )
 }
 
+/// The arm of a request and the opaque id logged for its user: the `X-Unisight-User` header or
+/// `user` parameter picks the arm by the experiment's hash; without one, the request id does
+/// (a one-off assignment).
+fn choose_arm(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    request: &str,
+) -> (usize, Option<String>) {
+    let unit = headers
+        .get("x-unisight-user")
+        .and_then(|v| v.to_str().ok())
+        .or(user)
+        .filter(|u| !u.is_empty() && u.len() <= 256);
+    match unit {
+        Some(u) => (state.assignment.arm(u), Some(state.assignment.opaque(u))),
+        None => (state.assignment.arm(request), None),
+    }
+}
+
+fn is_simulated(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-unisight-simulated")
+        .is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// A fresh request id: 128 random bits in hex.
+pub(crate) fn request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// Logs a search's impressions when the service keeps an engagement log.
+fn log_search(
+    state: &AppState,
+    request: &str,
+    arm: &Arm,
+    query: String,
+    user: Option<String>,
+    simulated: bool,
+    results: &[Hit],
+) {
+    if let Some(engagement) = &state.engagement {
+        engagement.searched(
+            request,
+            SearchRecord {
+                arm: arm.name.clone(),
+                query,
+                user,
+                simulated,
+                results: results
+                    .iter()
+                    .map(|h| {
+                        let path = if h.path.is_empty() {
+                            h.key.clone()
+                        } else {
+                            h.path.clone()
+                        };
+                        (h.key.clone(), path, h.score.unwrap_or(-(h.distance as f32)))
+                    })
+                    .collect(),
+            },
+        );
+    }
+}
+
 async fn search_by_image(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,
+    headers: HeaderMap,
     upload: Result<Upload, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let k = k_of(&state, &params)?;
-        let (embedded, embed_ms) = embed_image(&state, upload?).await?;
+        let upload = upload?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        // uploads are named by a hash in the log; the image itself is never kept
+        let query = state.engagement.is_some().then(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&upload.0);
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}{hex}", unisight_data::engagement::UPLOAD_PREFIX)
+        });
+        let (embedded, embed_ms) = embed_image(&state, arm, upload).await?;
         let (results, search_ms) = run_search(
             &state,
+            arm,
             embedded.code,
             Some(embedded.embedding.clone()),
             k,
@@ -432,7 +646,20 @@ async fn search_by_image(
         )
         .await?;
         state.metrics.observe_search(search_ms / 1e3);
+        if let Some(query) = query {
+            log_search(
+                &state,
+                &request,
+                arm,
+                query,
+                user,
+                is_simulated(&headers),
+                &results,
+            );
+        }
         Ok(Json(SearchResponse {
+            request,
+            arm: arm.name.clone(),
             results,
             embedding: params
                 .embedding
@@ -450,23 +677,40 @@ async fn search_by_item(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
     Query(params): Query<SearchParams>,
+    headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let k = k_of(&state, &params)?;
-        let id = lookup(&state, &key)?;
-        let (code, floats) = {
-            let index = state.index.read().map_err(|_| poisoned())?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        let id = lookup(arm, &key)?;
+        let (code, floats, path) = {
+            let index = arm.index.read().map_err(|_| poisoned())?;
             let code = index
                 .code(id)
                 .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
                 .to_vec();
             let floats = index.floats(id).ok().flatten();
-            (code, floats)
+            let path = index.item(id).map(|i| i.path).unwrap_or_default();
+            (code, floats, path)
         };
-        let (results, search_ms) = run_search(&state, code, floats, k, params.rerank).await?;
+        let (results, search_ms) = run_search(&state, arm, code, floats, k, params.rerank).await?;
         state.metrics.observe_search(search_ms / 1e3);
+        let query = if path.is_empty() { key.clone() } else { path };
+        log_search(
+            &state,
+            &request,
+            arm,
+            query,
+            user,
+            is_simulated(&headers),
+            &results,
+        );
         Ok(Json(SearchResponse {
+            request,
+            arm: arm.name.clone(),
             results,
             embedding: None,
             embed_ms: None,
@@ -477,9 +721,8 @@ async fn search_by_item(
     state.metrics.finish("search_item", started, result)
 }
 
-fn lookup(state: &AppState, key: &str) -> ApiResult<u64> {
-    state
-        .keys
+fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
+    arm.keys
         .read()
         .map_err(|_| poisoned())?
         .get(key)
@@ -496,8 +739,9 @@ fn lookup(state: &AppState, key: &str) -> ApiResult<u64> {
 async fn get_item(State(state): State<Arc<AppState>>, Path(key): Path<String>) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = (|| {
-        let id = lookup(&state, &key)?;
-        let index = state.index.read().map_err(|_| poisoned())?;
+        let arm = &state.arms[0];
+        let id = lookup(arm, &key)?;
+        let index = arm.index.read().map_err(|_| poisoned())?;
         let item = index
             .item(id)
             .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?;
@@ -508,11 +752,19 @@ async fn get_item(State(state): State<Arc<AppState>>, Path(key): Path<String>) -
     state.metrics.finish("get_item", started, result)
 }
 
-async fn embed(State(state): State<Arc<AppState>>, upload: Result<Upload, ApiError>) -> Response {
+async fn embed(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+    upload: Result<Upload, ApiError>,
+) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
-        let (e, embed_ms) = embed_image(&state, upload?).await?;
+        let (a, _) = choose_arm(&state, &headers, params.user.as_deref(), &request_id());
+        let arm = &state.arms[a];
+        let (e, embed_ms) = embed_image(&state, arm, upload?).await?;
         Ok(Json(serde_json::json!({
+            "arm": arm.name,
             "dim": e.embedding.len(),
             "embedding": e.embedding,
             "code": e.code.iter().map(|b| format!("{b:02x}")).collect::<String>(),
@@ -579,7 +831,7 @@ async fn add_item(
                 "key must be 1 to 1024 bytes",
             ));
         }
-        if state
+        if state.arms[0]
             .keys
             .read()
             .map_err(|_| poisoned())?
@@ -591,32 +843,42 @@ async fn add_item(
                 format!("key `{}` exists", params.key),
             ));
         }
-        let (e, _) = embed_image(&state, upload?).await?;
+        // every arm indexes the same catalog, each with its own model's embedding
+        let upload = upload?;
+        let mut embedded = Vec::with_capacity(state.arms.len());
+        for arm in &state.arms {
+            embedded.push(embed_image(&state, arm, Upload(upload.0.clone())).await?.0);
+        }
         let state2 = state.clone();
         let key = params.key.clone();
         let path = params.path.clone().unwrap_or_else(|| params.key.clone());
-        // the index commits (write, fsync, rename) before this returns
+        // each index commits (write, fsync, rename) before this returns
         let id = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
-            let mut index = state2.index.write().map_err(|_| poisoned())?;
-            let floats = index
-                .layout()
-                .floats
-                .is_some()
-                .then_some(e.embedding.as_slice());
-            let ids = index
-                .add(&[NewItem {
-                    key: &key,
-                    path: &path,
-                    code: &e.code,
-                    floats,
-                }])
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
-            state2
-                .keys
-                .write()
-                .map_err(|_| poisoned())?
-                .insert(key, ids[0]);
-            Ok(ids[0])
+            let mut first_id = 0;
+            for (i, (arm, e)) in state2.arms.iter().zip(&embedded).enumerate() {
+                let mut index = arm.index.write().map_err(|_| poisoned())?;
+                let floats = index
+                    .layout()
+                    .floats
+                    .is_some()
+                    .then_some(e.embedding.as_slice());
+                let ids = index
+                    .add(&[NewItem {
+                        key: &key,
+                        path: &path,
+                        code: &e.code,
+                        floats,
+                    }])
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
+                arm.keys
+                    .write()
+                    .map_err(|_| poisoned())?
+                    .insert(key.clone(), ids[0]);
+                if i == 0 {
+                    first_id = ids[0];
+                }
+            }
+            Ok(first_id)
         })
         .await
         .map_err(|_| {
@@ -639,14 +901,17 @@ async fn remove_item(
     let started = Instant::now();
     let result: ApiResult<_> = async {
         authorize(&state, &headers)?;
-        let id = lookup(&state, &key)?;
+        lookup(&state.arms[0], &key)?;
         let state2 = state.clone();
         tokio::task::spawn_blocking(move || -> ApiResult<()> {
-            let mut index = state2.index.write().map_err(|_| poisoned())?;
-            index
-                .remove(&[id])
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
-            state2.keys.write().map_err(|_| poisoned())?.remove(&key);
+            for arm in &state2.arms {
+                let Ok(id) = lookup(arm, &key) else { continue };
+                let mut index = arm.index.write().map_err(|_| poisoned())?;
+                index
+                    .remove(&[id])
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
+                arm.keys.write().map_err(|_| poisoned())?.remove(&key);
+            }
             Ok(())
         })
         .await
@@ -673,8 +938,9 @@ async fn item_image(State(state): State<Arc<AppState>>, Path(key): Path<String>)
                 "the service was started without an image root",
             ));
         };
-        let id = lookup(&state, &key)?;
-        let path = state
+        let arm = &state.arms[0];
+        let id = lookup(arm, &key)?;
+        let path = arm
             .index
             .read()
             .map_err(|_| poisoned())?

@@ -3,20 +3,25 @@
 //! over the binary index, with image decoding and embedding on a bounded worker pool.
 //!
 //! The service depends on the [`unisight_core::Embedder`] trait only; the CLI hands it ONNX
-//! Runtime sessions.
+//! Runtime sessions. With an experiment it serves several arms (model + index), splits users
+//! between them by a stable hash, logs what is shown and what users do in the format training
+//! reads, and runs side-by-side rater studies.
 #![deny(missing_docs)]
 
 mod app;
+mod engagement;
+mod events;
 mod metrics;
 mod openapi;
 mod page;
 pub mod pool;
 mod search;
+pub mod study;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use app::{router, AppState, ServiceConfig};
+pub use app::{router, AppState, Arm, ServiceConfig};
 
 /// Serves `state` on `addr` until Ctrl-C; calls `ready` with the bound address (port 0 picks a
 /// free one) before accepting requests.

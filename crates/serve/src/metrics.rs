@@ -62,6 +62,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<&'static str, std::sync::Arc<Histogram>>>,
     embed: Histogram,
     search: Histogram,
+    /// arm -> its searches' latency.
+    arms: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
 }
 
 impl Metrics {
@@ -73,6 +75,31 @@ impl Metrics {
     /// Records one index search.
     pub fn observe_search(&self, seconds: f64) {
         self.search.observe(seconds);
+    }
+
+    /// Records one search of an arm.
+    pub fn observe_arm_search(&self, arm: &str, seconds: f64) {
+        let histogram = self
+            .arms
+            .lock()
+            .map(|mut m| m.entry(arm.to_string()).or_default().clone())
+            .ok();
+        if let Some(h) = histogram {
+            h.observe(seconds);
+        }
+    }
+
+    /// Searches of an arm and their mean time in ms.
+    pub fn arm_searches(&self, arm: &str) -> (u64, f64) {
+        self.arms
+            .lock()
+            .ok()
+            .and_then(|m| m.get(arm).cloned())
+            .map_or((0, 0.0), |h| {
+                let n = h.total.load(Ordering::Relaxed);
+                let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e3;
+                (n, if n > 0 { sum / n as f64 } else { 0.0 })
+            })
     }
 
     /// Counts a finished request and turns its result into the response.
@@ -120,6 +147,16 @@ impl Metrics {
                     &mut out,
                     "unisight_request_seconds",
                     &format!("route=\"{route}\""),
+                );
+            }
+        }
+        out.push_str("# TYPE unisight_arm_search_seconds histogram\n");
+        if let Ok(m) = self.arms.lock() {
+            for (arm, h) in m.iter() {
+                h.render(
+                    &mut out,
+                    "unisight_arm_search_seconds",
+                    &format!("arm=\"{arm}\""),
                 );
             }
         }

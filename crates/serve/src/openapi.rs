@@ -18,6 +18,7 @@ fn search_params() -> Value {
     json!([
         {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 10}},
         {"name": "rerank", "in": "query", "description": "re-rank Hamming candidates by float cosine (default: when the index keeps floats)", "schema": {"type": "boolean"}},
+        {"name": "user", "in": "query", "description": "opaque user or session id that picks the experiment arm (or the X-Unisight-User header)", "schema": {"type": "string"}},
     ])
 }
 
@@ -37,7 +38,12 @@ pub fn document() -> Value {
         "info": {"title": "unisight", "version": env!("CARGO_PKG_VERSION"), "description": "Visual search over one unified, binarized image embedding."},
         "paths": {
             "/v1/search": {"post": {"summary": "Search by an uploaded image (the raw body, or a multipart form)", "parameters": search_image_params, "requestBody": image_body, "responses": merge(json!({"200": search_ok}), error_responses())}},
-            "/v1/items/{key}/similar": {"get": {"summary": "More like this: search by an item in the index", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}, search_params()[0], search_params()[1]], "responses": merge(json!({"200": search_ok}), error_responses())}},
+            "/v1/items/{key}/similar": {"get": {"summary": "More like this: search by an item in the index", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}, search_params()[0], search_params()[1], search_params()[2]], "responses": merge(json!({"200": search_ok}), error_responses())}},
+            "/v1/events": {"post": {"summary": "A user's action on a shown result, appended to the engagement log", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Event"}}}}, "responses": {"202": {"description": "logged"}, "200": {"description": "a repeat of a logged action; not logged again"}, "400": {"description": "malformed, not shown, or a dwell without dwell_ms"}, "404": {"description": "unknown or expired request, or no log configured"}}}},
+            "/study": {"get": {"summary": "The rater page of the relevance study", "responses": {"200": {"description": "HTML"}}}},
+            "/v1/study/next": {"get": {"summary": "The rater's next query with two result lists (sides shuffled, arms hidden)", "parameters": [{"name": "rater", "in": "query", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "a trial, or {done: true}"}, "404": {"description": "no study configured"}}}},
+            "/v1/study/queries/{trial}/image": {"get": {"summary": "A study query's image", "parameters": [{"name": "trial", "in": "path", "required": true, "schema": {"type": "integer"}}], "responses": {"200": {"description": "the image"}, "404": {"description": "unknown trial"}}}},
+            "/v1/study/ratings": {"post": {"summary": "Store a rating (synced before the answer)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RatingBody"}}}}, "responses": {"201": {"description": "saved"}, "409": {"description": "this rater already rated this query"}, "404": {"description": "unknown trial or no study"}}}},
             "/v1/embed": {"post": {"summary": "Embed an image", "requestBody": image_body, "responses": merge(json!({"200": {"description": "embedding and hex code", "content": {"application/json": {"schema": {"type": "object", "properties": {"dim": {"type": "integer"}, "embedding": {"type": "array", "items": {"type": "number"}}, "code": {"type": "string"}}}}}}}), error_responses())}},
             "/v1/items": {"post": {"summary": "Add an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "query", "required": true, "schema": {"type": "string"}}, {"name": "path", "in": "query", "schema": {"type": "string"}}], "requestBody": image_body, "responses": merge(json!({"201": {"description": "added and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off (no token configured)"}, "409": {"description": "key exists"}}), error_responses())}},
             "/v1/items/{key}": {
@@ -54,7 +60,9 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "reason"], "properties": {"error": {"type": "string"}, "reason": {"type": "string"}}},
                 "Hit": {"type": "object", "properties": {"key": {"type": "string"}, "path": {"type": "string"}, "distance": {"type": "integer", "description": "Hamming distance"}, "score": {"type": ["number", "null"], "description": "cosine after re-ranking"}}},
-                "SearchResponse": {"type": "object", "properties": {"results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}, "embedding": {"type": "array", "items": {"type": "number"}}, "embed_ms": {"type": ["number", "null"]}, "search_ms": {"type": "number"}}}
+                "Event": {"type": "object", "required": ["request", "key", "action"], "properties": {"request": {"type": "string"}, "key": {"type": "string"}, "action": {"type": "string", "enum": ["click", "save", "dwell"]}, "dwell_ms": {"type": "integer"}, "client_time_ms": {"type": "integer"}}},
+                "RatingBody": {"type": "object", "required": ["rater", "trial", "choice"], "properties": {"rater": {"type": "string"}, "trial": {"type": "integer"}, "choice": {"type": "string", "enum": ["left", "right", "tie"]}, "relevant_left": {"type": "array", "items": {"type": "boolean"}}, "relevant_right": {"type": "array", "items": {"type": "boolean"}}}},
+                "SearchResponse": {"type": "object", "properties": {"request": {"type": "string", "description": "id for POST /v1/events"}, "arm": {"type": "string", "description": "experiment arm that answered"}, "results": {"type": "array", "items": {"$ref": "#/components/schemas/Hit"}}, "embedding": {"type": "array", "items": {"type": "number"}}, "embed_ms": {"type": ["number", "null"]}, "search_ms": {"type": "number"}}}
             }
         }
     })

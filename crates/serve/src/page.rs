@@ -1,12 +1,19 @@
-//! The web page at `/`: pick or drop a photo (or click a result) and see the top results as a
-//! grid of thumbnails with their scores; k and float re-ranking are chosen on the page. One
-//! self-contained HTML document calling the JSON API.
+//! The web pages. `/`: pick or drop a photo (or click a result) and see the top results as a
+//! grid of thumbnails with their scores; k and float re-ranking are chosen on the page; clicks,
+//! saves and dwell times go to `POST /v1/events` (logged when the service keeps a log) under a
+//! random id the page keeps in the browser. `/study`: the rater page of a relevance study. Each
+//! page is one self-contained HTML document calling the JSON API.
 
 use axum::response::Html;
 
 /// `GET /`.
 pub async fn index_page() -> Html<&'static str> {
     Html(PAGE)
+}
+
+/// `GET /study`.
+pub async fn study_page() -> Html<&'static str> {
+    Html(STUDY_PAGE)
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -19,6 +26,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 #results{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:10px;margin-top:1em}
 .hit{border:1px solid #ccc;border-radius:6px;padding:4px;text-align:center;font-size:12px;cursor:pointer;word-break:break-all}
 .hit img{width:140px;height:140px;object-fit:contain;background:#f4f4f4}
+.save{font-size:11px;margin-top:2px}
 #status{color:#555;margin:.5em 0}
 .error{color:#b00}
 </style></head><body>
@@ -29,11 +37,24 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 <div id="status"></div><div id="query"></div><div id="results"></div>
 <script>
 const $ = (id) => document.getElementById(id);
+// an opaque random id kept in this browser: it keeps the user in one experiment arm
+let user = localStorage.getItem("unisight-user");
+if (!user) { user = Array.from(crypto.getRandomValues(new Uint8Array(12)), (b) => b.toString(16).padStart(2, "0")).join(""); localStorage.setItem("unisight-user", user); }
+const headers = (extra) => Object.assign({"X-Unisight-User": user}, extra || {});
 function params() { return `k=${encodeURIComponent($("k").value)}&rerank=${$("rerank").checked}`; }
+let opened = null; // the clicked result whose dwell time is running
+function event(request, key, action, extra) {
+  return fetch("/v1/events", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify(Object.assign({request, key, action, client_time_ms: Date.now()}, extra || {})), keepalive: true}).catch(() => {});
+}
+function endDwell() {
+  if (opened) { event(opened.request, opened.key, "dwell", {dwell_ms: Date.now() - opened.at}); opened = null; }
+}
+document.addEventListener("visibilitychange", () => { if (document.hidden) endDwell(); });
 function show(data, label) {
   $("status").className = "";
   const t = data.embed_ms != null ? `embed ${data.embed_ms.toFixed(1)} ms, ` : "";
-  $("status").textContent = `${label}: ${data.results.length} results (${t}search ${data.search_ms.toFixed(2)} ms)`;
+  $("status").textContent = `${label}: ${data.results.length} results (${t}search ${data.search_ms.toFixed(2)} ms, arm ${data.arm})`;
   const grid = $("results"); grid.innerHTML = "";
   for (const hit of data.results) {
     const div = document.createElement("div"); div.className = "hit"; div.title = "more like this";
@@ -41,8 +62,10 @@ function show(data, label) {
     img.src = `/v1/items/${encodeURIComponent(hit.key)}/image`;
     const cap = document.createElement("div");
     cap.textContent = `${hit.key} · d=${hit.distance}` + (hit.score != null ? ` · cos ${hit.score.toFixed(3)}` : "");
-    div.append(img, cap);
-    div.onclick = () => byItem(hit.key);
+    const save = document.createElement("button"); save.className = "save"; save.textContent = "save";
+    save.onclick = (e) => { e.stopPropagation(); event(data.request, hit.key, "save"); save.textContent = "saved"; save.disabled = true; };
+    div.append(img, cap, save);
+    div.onclick = () => { endDwell(); event(data.request, hit.key, "click"); opened = {request: data.request, key: hit.key, at: Date.now()}; byItem(hit.key, true); };
     grid.append(div);
   }
 }
@@ -53,17 +76,19 @@ async function answer(res, label) {
   show(data, label);
 }
 async function byImage(file) {
+  endDwell();
   $("query").innerHTML = ""; const img = document.createElement("img");
   img.src = URL.createObjectURL(file); $("query").append(img);
   $("status").textContent = "searching…";
   const res = await fetch(`/v1/search?${params()}`, {method: "POST", body: file,
-    headers: {"Content-Type": file.type || "application/octet-stream"}});
+    headers: headers({"Content-Type": file.type || "application/octet-stream"})});
   await answer(res, `photo ${file.name}`);
 }
-async function byItem(key) {
+async function byItem(key, fromClick) {
+  if (!fromClick) endDwell();
   $("query").innerHTML = ""; const img = document.createElement("img");
   img.src = `/v1/items/${encodeURIComponent(key)}/image`; $("query").append(img);
-  const res = await fetch(`/v1/items/${encodeURIComponent(key)}/similar?${params()}`);
+  const res = await fetch(`/v1/items/${encodeURIComponent(key)}/similar?${params()}`, {headers: headers()});
   await answer(res, `more like ${key}`);
 }
 $("file").onchange = (e) => e.target.files[0] && byImage(e.target.files[0]);
@@ -73,3 +98,66 @@ drop.ondragleave = () => drop.classList.remove("over");
 drop.ondrop = (e) => { e.preventDefault(); drop.classList.remove("over"); const f = e.dataTransfer.files[0]; if (f) byImage(f); };
 </script></body></html>
 "#;
+
+const STUDY_PAGE: &str = r##"<!doctype html>
+<html><head><meta charset="utf-8"><title>unisight relevance study</title>
+<style>
+body{font-family:sans-serif;margin:1.5em;color:#222}
+#query img{max-width:220px;max-height:220px}
+#sides{display:grid;grid-template-columns:1fr 1fr;gap:2em;margin-top:1em}
+.list{display:grid;grid-template-columns:repeat(auto-fill,minmax(110px,1fr));gap:6px}
+.hit{border:1px solid #ccc;border-radius:6px;padding:3px;text-align:center;font-size:11px}
+.hit img{width:100px;height:100px;object-fit:contain;background:#f4f4f4}
+#choices button{font-size:1.1em;margin:.6em .4em 0 0}
+.error{color:#b00}
+</style></head><body>
+<h1>Which results fit the photo better?</h1>
+<p><label>Your rater id <input id="rater" size="16"></label> <button id="start">start</button>
+<span id="status"></span></p>
+<div id="trial" hidden>
+<div id="query"></div><p id="task"></p>
+<div id="sides"><div><h3>Left</h3><div class="list" id="left"></div></div><div><h3>Right</h3><div class="list" id="right"></div></div></div>
+<div id="choices"><button data-choice="left">Left is better</button><button data-choice="tie">About the same</button><button data-choice="right">Right is better</button></div>
+<p style="font-size:12px;color:#555">Optionally tick the results that fit the photo before choosing.</p>
+</div>
+<script>
+const $ = (id) => document.getElementById(id);
+let current = null;
+$("rater").value = localStorage.getItem("unisight-rater") || "";
+function fill(list, hits) {
+  list.innerHTML = "";
+  for (const hit of hits) {
+    const div = document.createElement("div"); div.className = "hit";
+    const img = document.createElement("img"); img.src = hit.image; img.alt = "result";
+    const label = document.createElement("label"); const box = document.createElement("input");
+    box.type = "checkbox"; label.append(box, " fits"); div.append(img, document.createElement("br"), label);
+    list.append(div);
+  }
+}
+function marks(list) { return Array.from(list.querySelectorAll("input"), (b) => b.checked); }
+async function next() {
+  const rater = $("rater").value.trim();
+  if (!rater) { $("status").textContent = "enter a rater id"; return; }
+  localStorage.setItem("unisight-rater", rater);
+  $("status").className = ""; $("status").textContent = "loading…";
+  const res = await fetch(`/v1/study/next?rater=${encodeURIComponent(rater)}`);
+  const data = await res.json().catch(() => ({reason: res.statusText}));
+  if (!res.ok) { $("status").className = "error"; $("status").textContent = `${res.status}: ${data.reason}`; return; }
+  if (data.done) { $("trial").hidden = true; $("status").textContent = `done: all ${data.queries} queries rated, thank you`; return; }
+  current = data;
+  $("query").innerHTML = ""; const q = document.createElement("img"); q.src = data.query_image; q.alt = "query"; $("query").append(q);
+  $("task").textContent = `task: ${data.task}`;
+  fill($("left"), data.left); fill($("right"), data.right);
+  $("trial").hidden = false; $("status").textContent = `${data.remaining} left to rate`;
+}
+async function rate(choice) {
+  const body = {rater: $("rater").value.trim(), trial: current.trial, choice,
+    relevant_left: marks($("left")), relevant_right: marks($("right"))};
+  const res = await fetch("/v1/study/ratings", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  if (!res.ok && res.status !== 409) { const d = await res.json().catch(() => ({})); $("status").className = "error"; $("status").textContent = `${res.status}: ${d.reason}`; return; }
+  next();
+}
+$("start").onclick = next;
+for (const b of document.querySelectorAll("#choices button")) b.onclick = () => rate(b.dataset.choice);
+</script></body></html>
+"##;

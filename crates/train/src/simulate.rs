@@ -143,6 +143,7 @@ pub fn simulate_engagement(
             count,
             position: Some(position),
             simulated: true,
+            ..EngagementEvent::default()
         })
         .collect()
 }

@@ -1,0 +1,233 @@
+//! Engagement logging: every search's shown results (impressions) and every user action on a
+//! result (`POST /v1/events`: click, save, dwell) go to the experiment's append-only log.
+//!
+//! Actions are checked against the searches of the last hour kept in memory: an action for an
+//! unknown or expired request, on a result that was not shown, or repeated (same request,
+//! result and action: a replay or a double click) is refused and counted; the client's clock is
+//! never trusted (a skewed client time is counted, the server's time is logged).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use unisight_data::engagement::{Action, EngagementEvent};
+use unisight_experiment::EventLog;
+
+/// How long a search accepts actions.
+const ACTION_WINDOW: Duration = Duration::from_secs(3600);
+/// Searches remembered for actions (oldest forgotten first).
+const REMEMBERED: usize = 100_000;
+/// A client clock further off than this is counted as skewed.
+const SKEW_LIMIT_MS: u64 = 5 * 60 * 1000;
+
+/// What the log needs to know of one answered search.
+pub struct SearchRecord {
+    /// Arm that answered.
+    pub arm: String,
+    /// Query name: the item's path, or `upload:<hash>`.
+    pub query: String,
+    /// Opaque user id.
+    pub user: Option<String>,
+    /// From a simulated user (`X-Unisight-Simulated: 1`).
+    pub simulated: bool,
+    /// Shown results: key, path, score.
+    pub results: Vec<(String, String, f32)>,
+}
+
+struct Remembered {
+    record: SearchRecord,
+    at: Instant,
+    actions: HashSet<(usize, Action)>,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No search with this id in the last hour.
+    UnknownRequest,
+    /// The result was not among the search's results.
+    NotShown,
+    /// The same action on the same result of the same search was logged already.
+    Duplicate,
+}
+
+/// Counters of refused and odd events, for /metrics and reports.
+#[derive(Debug, Default, Serialize)]
+pub struct EventCounters {
+    /// Actions logged.
+    pub logged: AtomicU64,
+    /// Actions for unknown or expired requests.
+    pub unknown_request: AtomicU64,
+    /// Actions on results not shown.
+    pub not_shown: AtomicU64,
+    /// Repeated actions (replays, double clicks).
+    pub duplicate: AtomicU64,
+    /// Actions whose client time was more than 5 minutes off.
+    pub clock_skew: AtomicU64,
+    /// Log writes that failed (the request still succeeded).
+    pub write_errors: AtomicU64,
+}
+
+/// The log with the searches that actions may refer to.
+pub struct Engagement {
+    log: EventLog,
+    recent: Mutex<(HashMap<String, Remembered>, VecDeque<String>)>,
+    /// Counters.
+    pub counters: EventCounters,
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Engagement {
+    /// Wraps an open log.
+    pub fn new(log: EventLog) -> Self {
+        Engagement {
+            log,
+            recent: Mutex::new((HashMap::new(), VecDeque::new())),
+            counters: EventCounters::default(),
+        }
+    }
+
+    fn write(&self, events: &[EngagementEvent]) {
+        if let Err(e) = self.log.append(events) {
+            self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("engagement log: {e}");
+        }
+    }
+
+    /// Logs the impressions of a search and remembers it for actions.
+    pub fn searched(&self, request: &str, record: SearchRecord) {
+        let time_ms = now_ms();
+        let lines: Vec<EngagementEvent> = record
+            .results
+            .iter()
+            .enumerate()
+            .map(|(position, (_, path, score))| EngagementEvent {
+                query: record.query.clone(),
+                result: path.clone(),
+                action: Action::Impression,
+                position: Some(position as u32),
+                simulated: record.simulated,
+                request: Some(request.to_string()),
+                arm: Some(record.arm.clone()),
+                user: record.user.clone(),
+                score: Some(*score),
+                time_ms: Some(time_ms),
+                ..EngagementEvent::default()
+            })
+            .collect();
+        self.write(&lines);
+        let Ok(mut recent) = self.recent.lock() else {
+            return;
+        };
+        let (map, order) = &mut *recent;
+        while order.len() >= REMEMBERED {
+            if let Some(old) = order.pop_front() {
+                map.remove(&old);
+            }
+        }
+        order.push_back(request.to_string());
+        map.insert(
+            request.to_string(),
+            Remembered {
+                record,
+                at: Instant::now(),
+                actions: HashSet::new(),
+            },
+        );
+    }
+
+    /// Checks and logs one action; returns the arm of the search.
+    ///
+    /// # Errors
+    /// The [`Refusal`] (also counted).
+    pub fn act(
+        &self,
+        request: &str,
+        key: &str,
+        action: Action,
+        dwell_ms: Option<u64>,
+        client_time_ms: Option<u64>,
+    ) -> Result<String, Refusal> {
+        let time_ms = now_ms();
+        if client_time_ms.is_some_and(|c| c.abs_diff(time_ms) > SKEW_LIMIT_MS) {
+            self.counters.clock_skew.fetch_add(1, Ordering::Relaxed);
+        }
+        let line = {
+            let Ok(mut recent) = self.recent.lock() else {
+                return Err(Refusal::UnknownRequest);
+            };
+            let refuse = |r: Refusal, counter: &AtomicU64| {
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(r)
+            };
+            let Some(search) = recent
+                .0
+                .get_mut(request)
+                .filter(|s| s.at.elapsed() <= ACTION_WINDOW)
+            else {
+                return refuse(Refusal::UnknownRequest, &self.counters.unknown_request);
+            };
+            let Some(position) = search.record.results.iter().position(|r| r.0 == key) else {
+                return refuse(Refusal::NotShown, &self.counters.not_shown);
+            };
+            if !search.actions.insert((position, action)) {
+                return refuse(Refusal::Duplicate, &self.counters.duplicate);
+            }
+            let r = &search.record;
+            EngagementEvent {
+                query: r.query.clone(),
+                result: r.results[position].1.clone(),
+                action,
+                position: Some(position as u32),
+                simulated: r.simulated,
+                request: Some(request.to_string()),
+                arm: Some(r.arm.clone()),
+                user: r.user.clone(),
+                dwell_ms: if action == Action::Dwell {
+                    dwell_ms
+                } else {
+                    None
+                },
+                time_ms: Some(time_ms),
+                ..EngagementEvent::default()
+            }
+        };
+        let arm = line.arm.clone().unwrap_or_default();
+        self.write(std::slice::from_ref(&line));
+        self.counters.logged.fetch_add(1, Ordering::Relaxed);
+        Ok(arm)
+    }
+
+    /// Syncs the log (at shutdown).
+    pub fn sync(&self) {
+        let _ = self.log.sync();
+    }
+
+    /// Prometheus lines of the counters.
+    pub fn render(&self) -> String {
+        let c = &self.counters;
+        let mut out = String::from("# TYPE unisight_events_total counter\n");
+        for (what, n) in [
+            ("logged", &c.logged),
+            ("unknown_request", &c.unknown_request),
+            ("not_shown", &c.not_shown),
+            ("duplicate", &c.duplicate),
+            ("clock_skew", &c.clock_skew),
+            ("write_error", &c.write_errors),
+        ] {
+            out.push_str(&format!(
+                "unisight_events_total{{outcome=\"{what}\"}} {}\n",
+                n.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
