@@ -204,17 +204,10 @@ pub fn experiment_report(events: &[EngagementEvent], control: Option<&str>) -> E
                 )
             } else {
                 match ctr {
-                    Some(d) if d.p_value < 0.05 && d.delta.value > 0.0 => format!(
-                        "{} wins: click-through {:+.1} points (95% CI {:+.1} to {:+.1}), {}",
-                        t.arm,
-                        100.0 * d.delta.value,
-                        100.0 * d.delta.low,
-                        100.0 * d.delta.high,
-                        p_value(d.p_value)
-                    ),
                     Some(d) if d.p_value < 0.05 => format!(
-                        "{} loses: click-through {:+.1} points (95% CI {:+.1} to {:+.1}), {}",
+                        "{} {}: click-through {:+.1} points (95% CI {:+.1} to {:+.1}), {}",
                         t.arm,
+                        if d.delta.value > 0.0 { "wins" } else { "loses" },
                         100.0 * d.delta.value,
                         100.0 * d.delta.low,
                         100.0 * d.delta.high,

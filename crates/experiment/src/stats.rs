@@ -76,10 +76,13 @@ pub fn two_proportions(x1: u64, n1: u64, x2: u64, n2: u64) -> Option<Difference>
     if se_pooled == 0.0 {
         return None;
     }
-    let z = (p2 - p1) / se_pooled;
     let se = (p1 * (1.0 - p1) / n1f + p2 * (1.0 - p2) / n2f).sqrt();
-    let d = p2 - p1;
-    Some(Difference {
+    Some(difference(p2 - p1, se, (p2 - p1) / se_pooled))
+}
+
+/// A difference `d` with standard error `se` (for its interval) and test statistic `z`.
+fn difference(d: f64, se: f64, z: f64) -> Difference {
+    Difference {
         delta: Interval {
             value: d,
             low: d - Z95 * se,
@@ -87,7 +90,7 @@ pub fn two_proportions(x1: u64, n1: u64, x2: u64, n2: u64) -> Option<Difference>
         },
         z,
         p_value: 2.0 * (1.0 - normal_cdf(z.abs())),
-    })
+    }
 }
 
 /// Mean with a normal 95% interval (fine for the hundreds of searches a report needs).
@@ -120,16 +123,7 @@ pub fn two_means(a: &[f64], b: &[f64]) -> Option<Difference> {
         return None;
     }
     let d = mb - ma;
-    let z = d / se;
-    Some(Difference {
-        delta: Interval {
-            value: d,
-            low: d - Z95 * se,
-            high: d + Z95 * se,
-        },
-        z,
-        p_value: 2.0 * (1.0 - normal_cdf(z.abs())),
-    })
+    Some(difference(d, se, d / se))
 }
 
 /// Fleiss' kappa of items rated by possibly different numbers of raters (each row: how many
