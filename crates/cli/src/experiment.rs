@@ -132,13 +132,24 @@ pub fn report_experiment(
             "\n{torn} torn last line(s) skipped (a writer killed mid-line).\n"
         ));
     }
+    publish(&text, &report, out, "report")
+}
+
+/// Prints a report's Markdown and, with `out`, writes `<stem>.md` and `<stem>.json` there
+/// (each atomically).
+fn publish<T: serde::Serialize>(
+    text: &str,
+    report: &T,
+    out: Option<&Path>,
+    stem: &str,
+) -> Result<()> {
     print!("{text}");
     if let Some(out) = out {
         std::fs::create_dir_all(out)?;
-        atomic_write_bytes(&out.join("report.md"), text.as_bytes())?;
+        atomic_write_bytes(&out.join(format!("{stem}.md")), text.as_bytes())?;
         atomic_write_bytes(
-            &out.join("report.json"),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
+            &out.join(format!("{stem}.json")),
+            serde_json::to_string_pretty(report)?.as_bytes(),
         )?;
     }
     Ok(())
@@ -150,15 +161,5 @@ pub fn report_study(ratings: &Path, arms: Option<[String; 2]>, out: Option<&Path
     let Some(report) = study_report(&list, arms) else {
         bail!("{}: no ratings yet", ratings.display());
     };
-    let text = report.markdown();
-    print!("{text}");
-    if let Some(out) = out {
-        std::fs::create_dir_all(out)?;
-        atomic_write_bytes(&out.join("study.md"), text.as_bytes())?;
-        atomic_write_bytes(
-            &out.join("study.json"),
-            serde_json::to_string_pretty(&report)?.as_bytes(),
-        )?;
-    }
-    Ok(())
+    publish(&report.markdown(), &report, out, "study")
 }
