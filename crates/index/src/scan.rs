@@ -152,7 +152,16 @@ fn scan_shard(
     let mut dist_buf = vec![0u32; chunk_rows];
     let mut found4: [Vec<(u32, u32)>; 4] = std::array::from_fn(|_| Vec::with_capacity(chunk_rows));
     for (block, row_offset) in shard {
-        for (chunk_index, codes) in block.codes.chunks(chunk_rows * words).enumerate() {
+        let chunk_words = chunk_rows * words;
+        for (chunk_index, codes) in block.codes.chunks(chunk_words).enumerate() {
+            // the next chunk streams in while this one is scored
+            let next = (chunk_index + 1) * chunk_words;
+            if let Some(ahead) = block
+                .codes
+                .get(next..(next + chunk_words).min(block.codes.len()))
+            {
+                crate::kernels::prefetch_stream(ahead);
+            }
             let rows = codes.len() / words;
             let first = chunk_index * chunk_rows;
             let ids = &block.ids[first..first + rows];

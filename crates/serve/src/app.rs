@@ -97,6 +97,7 @@ impl Arm {
             config.max_search_batch,
             config.search_threads,
             config.rerank_factor,
+            pool.in_flight(),
         );
         Ok(Arm {
             name: name.to_string(),

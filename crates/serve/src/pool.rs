@@ -3,6 +3,9 @@
 //! queue in front of the workers is bounded: when it is full, [`EmbedPool::submit`] refuses at
 //! once, so a burst of slow requests turns into 503s instead of an ever-growing backlog.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
 use unisight_core::{Embedder, ModelSpec};
@@ -41,6 +44,7 @@ pub struct EmbedPool {
     sender: Sender<Job>,
     spec: ModelSpec,
     workers: usize,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl EmbedPool {
@@ -53,8 +57,10 @@ impl EmbedPool {
         let spec = embedders[0].spec().clone();
         let workers = embedders.len();
         let (sender, receiver) = bounded::<Job>(queue.max(1));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         for (i, mut embedder) in embedders.into_iter().enumerate() {
             let receiver = receiver.clone();
+            let in_flight = in_flight.clone();
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || {
@@ -63,6 +69,7 @@ impl EmbedPool {
                     for job in receiver {
                         let result =
                             embed_bytes(embedder.as_mut(), &spec, &job.bytes, &limits, &mut pixels);
+                        in_flight.fetch_sub(1, Ordering::Relaxed);
                         // the requester may have timed out and gone: nothing to do then
                         let _ = job.reply.send(result);
                     }
@@ -73,6 +80,7 @@ impl EmbedPool {
             sender,
             spec,
             workers,
+            in_flight,
         }
     }
 
@@ -85,10 +93,21 @@ impl EmbedPool {
         bytes: Vec<u8>,
     ) -> Result<oneshot::Receiver<Result<Embedded, JobError>>, Busy> {
         let (reply, receiver) = oneshot::channel();
+        // counted before it can be taken, so a worker never takes the count below zero
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(Job { bytes, reply }) {
             Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                Err(Busy)
+            }
         }
+    }
+
+    /// Images queued or being embedded, as a live counter: the search thread reads it to leave
+    /// the cores to the model while it works (see [`crate::search::SearchQueue::start`]).
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
     }
 
     /// Jobs waiting for a worker.

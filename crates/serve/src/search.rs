@@ -2,8 +2,11 @@
 //! thread takes whatever is waiting, up to a batch, and answers it with one pass over the codes
 //! ([`Index::search_reranked_batch`]). Alone, a query's scan is split over the configured
 //! threads for latency; under load, concurrent queries share passes, so a scan of a large index
-//! costs each of them a fraction of a pass instead of a whole one.
+//! costs each of them a fraction of a pass instead of a whole one. While images are being
+//! embedded the cores belong to the model: a scan split over threads then only preempts it, so
+//! the scan stays on the search thread alone.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
@@ -59,23 +62,27 @@ pub struct SearchQueue {
 
 impl SearchQueue {
     /// Starts the thread over `index`: at most `queue` searches wait, at most `max_batch` share
-    /// a pass, and each pass is split over `threads`.
+    /// a pass, and each pass is split over `threads` unless `embedding` (images queued or being
+    /// embedded, [`crate::pool::EmbedPool::in_flight`]) is above zero.
     pub fn start(
         index: Arc<RwLock<Index>>,
         queue: usize,
         max_batch: usize,
         threads: usize,
         rerank_factor: usize,
+        embedding: Arc<AtomicUsize>,
     ) -> Self {
         let (sender, receiver) = bounded(queue.max(1));
         std::thread::Builder::new()
             .name("search".into())
             .spawn(move || {
-                let options = ScanOptions {
+                let passes = Passes {
+                    max_batch: max_batch.max(1),
                     threads: threads.max(1),
-                    ..ScanOptions::default()
+                    rerank_factor,
+                    embedding,
                 };
-                serve_searches(&index, &receiver, max_batch.max(1), &options, rerank_factor);
+                serve_searches(&index, &receiver, &passes);
             })
             .expect("spawn the search thread");
         SearchQueue { sender }
@@ -97,16 +104,19 @@ impl SearchQueue {
     }
 }
 
-fn serve_searches(
-    index: &RwLock<Index>,
-    receiver: &Receiver<(SearchJob, Reply)>,
+/// How the search thread runs its passes.
+struct Passes {
     max_batch: usize,
-    options: &ScanOptions,
+    threads: usize,
     rerank_factor: usize,
-) {
+    embedding: Arc<AtomicUsize>,
+}
+
+fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>, passes: &Passes) {
+    let rerank_factor = passes.rerank_factor;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
-        while batch.len() < max_batch {
+        while batch.len() < passes.max_batch {
             match receiver.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
@@ -117,6 +127,14 @@ fn serve_searches(
                 let _ = reply.send(Err(SearchError::Index("index lock poisoned".into())));
             }
             return;
+        };
+        let options = &ScanOptions {
+            threads: if passes.embedding.load(Ordering::Relaxed) > 0 {
+                1
+            } else {
+                passes.threads
+            },
+            ..ScanOptions::default()
         };
         let queries: Vec<Query> = batch.iter().map(|(job, _)| query_of(job)).collect();
         let answers = match index.search_reranked_batch(&queries, rerank_factor, options) {
