@@ -413,6 +413,27 @@ mod arm {
     instantiate!("neon", distances_neon, candidates_neon, candidates4_neon);
 }
 
+/// Asks the CPU to bring `words` into L1 without keeping them in the outer caches.
+///
+/// A scan streams every code once per pass (32 MB for a million 256-bit codes), which would
+/// otherwise evict whatever shares the machine's L2/L3 with it: in the service, the embedding
+/// model's weights. The non-temporal hint keeps the stream out of the outer levels; the chunk is
+/// still in L1 when the queries of a batch are scored against it.
+#[inline]
+pub(crate) fn prefetch_stream(words: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in words.chunks(8) {
+        // SAFETY: prefetching is a hint that never faults; the address is inside `words`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_NTA }>(
+                line.as_ptr().cast(),
+            );
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = words;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,25 +486,4 @@ mod tests {
             assert_eq!(out, [256, 0], "{kernel:?}");
         }
     }
-}
-
-/// Asks the CPU to bring `words` into L1 without keeping them in the outer caches.
-///
-/// A scan streams every code once per pass (32 MB for a million 256-bit codes), which would
-/// otherwise evict whatever shares the machine's L2/L3 with it: in the service, the embedding
-/// model's weights. The non-temporal hint keeps the stream out of the outer levels; the chunk is
-/// still in L1 when the queries of a batch are scored against it.
-#[inline]
-pub(crate) fn prefetch_stream(words: &[u64]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in words.chunks(8) {
-        // SAFETY: prefetching is a hint that never faults; the address is inside `words`.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_NTA }>(
-                line.as_ptr().cast(),
-            );
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = words;
 }
