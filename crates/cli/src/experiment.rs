@@ -100,7 +100,7 @@ pub fn experiment_state(
             study.ratings.display()
         );
         state = state.with_study(Study::new(
-            experiment.name.clone(),
+            experiment.salt(),
             study.arms.clone(),
             queries,
             study.k,

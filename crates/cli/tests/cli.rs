@@ -1155,11 +1155,14 @@ fn experiment_arms_log_engagement_and_report() {
         400
     );
     // memory and latency per arm
-    let (_, ready) = call(ureq::get(&format!("{url}/readyz")), None);
+    let (status, ready) = call(ureq::get(&format!("{url}/readyz")), None);
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["ready"], true, "{ready}");
     let ready_arms = ready["arms"].as_array().unwrap();
     assert_eq!(ready_arms.len(), 2);
     for a in ready_arms {
         assert_eq!(a["items"], 12);
+        assert_eq!(a["search_queued"], 0, "{a}");
         assert!(a["model_bytes"].as_u64().unwrap() > 1_000_000, "{a}");
         assert!(a["index_bytes"].as_u64().unwrap() > 12 * 32, "{a}");
         assert!(a["searches"].as_u64().unwrap() > 0, "{a}");

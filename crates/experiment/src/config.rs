@@ -202,10 +202,16 @@ impl ExperimentConfig {
         Ok(())
     }
 
+    /// The salt of every hash this experiment draws from (assignment, a study's trial order
+    /// and sides): `salt`, or the name without one.
+    pub fn salt(&self) -> String {
+        self.salt.clone().unwrap_or_else(|| self.name.clone())
+    }
+
     /// The assignment of this experiment.
     pub fn assignment(&self) -> Assignment {
         Assignment::new(
-            self.salt.clone().unwrap_or_else(|| self.name.clone()),
+            self.salt(),
             &self.arms.iter().map(|a| a.share).collect::<Vec<_>>(),
         )
     }

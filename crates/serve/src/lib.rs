@@ -11,11 +11,15 @@
 mod app;
 mod engagement;
 mod events;
+mod images;
+mod items;
 mod metrics;
 mod openapi;
+mod ops;
 mod page;
 pub mod pool;
 mod search;
+mod similar;
 pub mod study;
 
 use std::net::SocketAddr;

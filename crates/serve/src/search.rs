@@ -88,6 +88,11 @@ impl SearchQueue {
         SearchQueue { sender }
     }
 
+    /// Searches waiting for the search thread.
+    pub fn queued(&self) -> usize {
+        self.sender.len()
+    }
+
     /// Queues a search; the receiver yields its results.
     ///
     /// # Errors
@@ -122,11 +127,13 @@ fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>
                 Err(_) => break,
             }
         }
+        // a writer that panicked leaves the index unusable: every search says so (and /readyz
+        // answers 503) instead of the thread ending and the queue refusing as if merely busy
         let Ok(index) = index.read() else {
             for (_, reply) in batch {
                 let _ = reply.send(Err(SearchError::Index("index lock poisoned".into())));
             }
-            return;
+            continue;
         };
         let options = &ScanOptions {
             threads: if passes.embedding.load(Ordering::Relaxed) > 0 {

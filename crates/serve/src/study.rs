@@ -14,8 +14,10 @@ use serde::Deserialize;
 use unisight_experiment::study::{first_arm_on_left, trial_order, Choice, StudyQuery};
 use unisight_experiment::{Rating, RatingsFile};
 
-use crate::app::{embed_image, run_search, ApiError, ApiResult, AppState, Upload};
+use crate::app::{ApiError, ApiResult, AppState};
+use crate::images::{embed_image, Upload};
 use crate::search::Hit;
+use crate::similar::run_search;
 
 /// A study the service runs.
 pub struct Study {

@@ -1,0 +1,260 @@
+//! The catalog's items: look one up, serve its image (from inside the image root only), and add
+//! or remove items with the bearer token, durable in the index before the answer.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::Deserialize;
+use unisight_index::NewItem;
+
+use crate::app::{poisoned, ApiError, ApiResult, AppState, Arm};
+use crate::images::{embed_image, Upload};
+
+pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
+    arm.keys
+        .read()
+        .map_err(|_| poisoned())?
+        .get(key)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_item",
+                format!("no item with key `{key}`"),
+            )
+        })
+}
+
+pub(crate) async fn get_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = (|| {
+        let arm = &state.arms[0];
+        let id = lookup(arm, &key)?;
+        let index = arm.index.read().map_err(|_| poisoned())?;
+        let item = index
+            .item(id)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?;
+        Ok(Json(
+            serde_json::json!({"key": item.key, "path": item.path}),
+        ))
+    })();
+    state.metrics.finish("get_item", started, result)
+}
+
+pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
+    let Some(token) = &state.config.token else {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mutations_disabled",
+            "no token is configured, so adding and removing items is off",
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    // constant-time comparison: the token's bytes are never compared early-out
+    let ok = given.is_some_and(|g| {
+        g.len() == token.len()
+            && g.bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        ))
+    }
+}
+
+/// Query parameters of `POST /v1/items`.
+#[derive(Debug, Deserialize)]
+pub struct AddParams {
+    /// External key of the new item.
+    key: String,
+    /// Path or URL shown in results (default: the key).
+    path: Option<String>,
+}
+
+pub(crate) async fn add_item(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<AddParams>,
+    headers: HeaderMap,
+    upload: Result<Upload, ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        authorize(&state, &headers)?;
+        if params.key.is_empty() || params.key.len() > 1024 {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_key",
+                "key must be 1 to 1024 bytes",
+            ));
+        }
+        if state.arms[0]
+            .keys
+            .read()
+            .map_err(|_| poisoned())?
+            .contains_key(&params.key)
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "exists",
+                format!("key `{}` exists", params.key),
+            ));
+        }
+        // every arm indexes the same catalog, each with its own model's embedding
+        let upload = upload?;
+        let mut embedded = Vec::with_capacity(state.arms.len());
+        for arm in &state.arms {
+            embedded.push(embed_image(&state, arm, Upload(upload.0.clone())).await?.0);
+        }
+        let state2 = state.clone();
+        let key = params.key.clone();
+        let path = params.path.clone().unwrap_or_else(|| params.key.clone());
+        // each index commits (write, fsync, rename) before this returns
+        let id = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
+            let mut first_id = 0;
+            for (i, (arm, e)) in state2.arms.iter().zip(&embedded).enumerate() {
+                let mut index = arm.index.write().map_err(|_| poisoned())?;
+                let floats = index
+                    .layout()
+                    .floats
+                    .is_some()
+                    .then_some(e.embedding.as_slice());
+                let ids = index
+                    .add(&[NewItem {
+                        key: &key,
+                        path: &path,
+                        code: &e.code,
+                        floats,
+                    }])
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
+                arm.keys
+                    .write()
+                    .map_err(|_| poisoned())?
+                    .insert(key.clone(), ids[0]);
+                if i == 0 {
+                    first_id = ids[0];
+                }
+            }
+            Ok(first_id)
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add", "add task failed")
+        })??;
+        Ok((
+            StatusCode::CREATED,
+            Json(serde_json::json!({"key": params.key, "id": id})),
+        ))
+    }
+    .await;
+    state.metrics.finish("add_item", started, result)
+}
+
+pub(crate) async fn remove_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        authorize(&state, &headers)?;
+        lookup(&state.arms[0], &key)?;
+        let state2 = state.clone();
+        tokio::task::spawn_blocking(move || -> ApiResult<()> {
+            for arm in &state2.arms {
+                let Ok(id) = lookup(arm, &key) else { continue };
+                let mut index = arm.index.write().map_err(|_| poisoned())?;
+                index
+                    .remove(&[id])
+                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
+                arm.keys.write().map_err(|_| poisoned())?.remove(&key);
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "remove",
+                "remove task failed",
+            )
+        })??;
+        Ok(StatusCode::NO_CONTENT)
+    }
+    .await;
+    state.metrics.finish("remove_item", started, result)
+}
+
+pub(crate) async fn item_image(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let Some(root) = &state.config.image_root else {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_images",
+                "the service was started without an image root",
+            ));
+        };
+        let arm = &state.arms[0];
+        let id = lookup(arm, &key)?;
+        let path = arm
+            .index
+            .read()
+            .map_err(|_| poisoned())?
+            .item(id)
+            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+            .path;
+        let file = unisight_data::sources::resolve_inside(root, &path).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "outside_root",
+                "the item's path is not inside the image root",
+            )
+        })?;
+        let bytes = tokio::fs::read(&file).await.map_err(|_| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_image",
+                "the item's image cannot be read",
+            )
+        })?;
+        let kind = match file
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("png") => "image/png",
+            Some("webp") => "image/webp",
+            _ => "image/jpeg",
+        };
+        Ok((
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::CACHE_CONTROL, "max-age=3600"),
+            ],
+            bytes,
+        ))
+    }
+    .await;
+    state.metrics.finish("item_image", started, result)
+}

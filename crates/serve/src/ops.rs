@@ -1,0 +1,70 @@
+//! Health, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+
+use crate::app::AppState;
+
+/// Ready while every arm's index can be read (a writer that panicked makes it unusable: 503).
+pub(crate) async fn readyz(
+    State(state): State<Arc<AppState>>,
+) -> (StatusCode, Json<serde_json::Value>) {
+    let mut ready = true;
+    let arms: Vec<serde_json::Value> = state
+        .arms
+        .iter()
+        .map(|arm| {
+            let (items, index_bytes) = arm.index.read().map_or_else(
+                |_| {
+                    ready = false;
+                    (0, 0)
+                },
+                |i| (i.len(), i.stats().file_bytes),
+            );
+            let (searches, mean_ms) = state.metrics.arm_searches(&arm.name);
+            serde_json::json!({
+                "name": arm.name,
+                "items": items,
+                "index_bytes": index_bytes,
+                "model_bytes": arm.model_bytes,
+                "workers": arm.pool.workers(),
+                "queued": arm.pool.queued(),
+                "search_queued": arm.searches.queued(),
+                "searches": searches,
+                "mean_search_ms": mean_ms,
+            })
+        })
+        .collect();
+    let first = &state.arms[0];
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": ready,
+        "items": first.index.read().map(|i| i.len()).unwrap_or(0),
+        "workers": first.pool.workers(),
+        "queued": first.pool.queued(),
+        "search_queued": first.searches.queued(),
+        "arms": arms,
+        "logging": state.engagement.is_some(),
+        "study": state.study.is_some(),
+    });
+    (status, Json(body))
+}
+
+pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let first = &state.arms[0];
+    let items = first.index.read().map(|i| i.len()).unwrap_or(0);
+    let queued = state.arms.iter().map(|a| a.pool.queued()).sum();
+    let mut text = state.metrics.render(items, queued);
+    if let Some(e) = &state.engagement {
+        text.push_str(&e.render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}

@@ -1,0 +1,295 @@
+//! "Images like this": search by an uploaded image and by an item already in the index, on an
+//! arm chosen by the experiment's assignment, logged when the service keeps an engagement log.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use unisight_index::Rerank;
+
+use crate::app::{poisoned, request_id, ApiError, ApiResult, AppState, Arm};
+use crate::engagement::SearchRecord;
+use crate::images::{embed_image, Upload};
+use crate::items::lookup;
+use crate::search::{Hit, SearchError, SearchJob};
+
+/// Query parameters of the search routes.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    /// Results wanted (default 10).
+    pub(crate) k: Option<usize>,
+    /// Re-rank Hamming candidates by float cosine (default true when the index keeps floats).
+    pub(crate) rerank: Option<bool>,
+    /// Return the query's embedding too.
+    pub(crate) embedding: Option<bool>,
+    /// Opaque user or session id that picks the experiment arm (also the
+    /// `X-Unisight-User` header).
+    pub(crate) user: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct SearchResponse {
+    /// Id of this search, for `POST /v1/events`.
+    request: String,
+    /// Arm that answered.
+    arm: String,
+    results: Vec<Hit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding: Option<Vec<f32>>,
+    embed_ms: Option<f64>,
+    search_ms: f64,
+}
+
+pub(crate) fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
+    let k = params.k.unwrap_or(10);
+    if k == 0 || k > state.config.max_k {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_k",
+            format!("k must be between 1 and {}", state.config.max_k),
+        ));
+    }
+    Ok(k)
+}
+
+/// Searches the index for one code (and float query) on the search thread, which answers
+/// concurrent searches together.
+pub(crate) async fn run_search(
+    state: &AppState,
+    arm: &Arm,
+    code: Vec<u8>,
+    float: Option<Vec<f32>>,
+    k: usize,
+    rerank: Option<bool>,
+) -> ApiResult<(Vec<Hit>, f64)> {
+    let started = Instant::now();
+    let has_floats = arm
+        .index
+        .read()
+        .map_err(|_| poisoned())?
+        .layout()
+        .floats
+        .is_some();
+    let mode = match rerank {
+        Some(true) if !has_floats => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "no_floats",
+                "this index keeps no float vectors to re-rank with",
+            ))
+        }
+        Some(false) => Rerank::None,
+        _ if has_floats && float.is_some() => Rerank::Float,
+        _ => Rerank::None,
+    };
+    let job = SearchJob {
+        code,
+        float,
+        k,
+        mode,
+    };
+    let receiver = arm.searches.submit(job).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the search queue is full; retry shortly",
+        )
+    })?;
+    let hits = tokio::time::timeout(state.config.timeout, receiver)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                "the search took too long",
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "search",
+                "the search thread stopped",
+            )
+        })?
+        .map_err(|e| match e {
+            SearchError::BadQuery(reason) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_query", reason)
+            }
+            SearchError::Index(reason) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", reason)
+            }
+        })?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    state.metrics.observe_arm_search(&arm.name, ms / 1e3);
+    Ok((hits, ms))
+}
+
+/// The arm of a request and the opaque id logged for its user: the `X-Unisight-User` header or
+/// `user` parameter picks the arm by the experiment's hash; without one, the request id does
+/// (a one-off assignment).
+pub(crate) fn choose_arm(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    request: &str,
+) -> (usize, Option<String>) {
+    let unit = headers
+        .get("x-unisight-user")
+        .and_then(|v| v.to_str().ok())
+        .or(user)
+        .filter(|u| !u.is_empty() && u.len() <= 256);
+    match unit {
+        Some(u) => (state.assignment.arm(u), Some(state.assignment.opaque(u))),
+        None => (state.assignment.arm(request), None),
+    }
+}
+
+pub(crate) fn is_simulated(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-unisight-simulated")
+        .is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// Logs a search's impressions when the service keeps an engagement log.
+pub(crate) fn log_search(
+    state: &AppState,
+    request: &str,
+    arm: &Arm,
+    query: String,
+    user: Option<String>,
+    simulated: bool,
+    results: &[Hit],
+) {
+    if let Some(engagement) = &state.engagement {
+        engagement.searched(
+            request,
+            SearchRecord {
+                arm: arm.name.clone(),
+                query,
+                user,
+                simulated,
+                results: results
+                    .iter()
+                    .map(|h| {
+                        let path = if h.path.is_empty() {
+                            h.key.clone()
+                        } else {
+                            h.path.clone()
+                        };
+                        (h.key.clone(), path, h.score.unwrap_or(-(h.distance as f32)))
+                    })
+                    .collect(),
+            },
+        );
+    }
+}
+
+pub(crate) async fn search_by_image(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+    upload: Result<Upload, ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let upload = upload?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        // uploads are named by a hash in the log; the image itself is never kept
+        let query = state.engagement.is_some().then(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&upload.0);
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}{hex}", unisight_data::engagement::UPLOAD_PREFIX)
+        });
+        let (embedded, embed_ms) = embed_image(&state, arm, upload).await?;
+        let (results, search_ms) = run_search(
+            &state,
+            arm,
+            embedded.code,
+            Some(embedded.embedding.clone()),
+            k,
+            params.rerank,
+        )
+        .await?;
+        state.metrics.observe_search(search_ms / 1e3);
+        if let Some(query) = query {
+            log_search(
+                &state,
+                &request,
+                arm,
+                query,
+                user,
+                is_simulated(&headers),
+                &results,
+            );
+        }
+        Ok(Json(SearchResponse {
+            request,
+            arm: arm.name.clone(),
+            results,
+            embedding: params
+                .embedding
+                .unwrap_or(false)
+                .then_some(embedded.embedding),
+            embed_ms: Some(embed_ms),
+            search_ms,
+        }))
+    }
+    .await;
+    state.metrics.finish("search_image", started, result)
+}
+
+pub(crate) async fn search_by_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        let id = lookup(arm, &key)?;
+        let (code, floats, path) = {
+            let index = arm.index.read().map_err(|_| poisoned())?;
+            let code = index
+                .code(id)
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+                .to_vec();
+            let floats = index.floats(id).ok().flatten();
+            let path = index.item(id).map(|i| i.path).unwrap_or_default();
+            (code, floats, path)
+        };
+        let (results, search_ms) = run_search(&state, arm, code, floats, k, params.rerank).await?;
+        state.metrics.observe_search(search_ms / 1e3);
+        let query = if path.is_empty() { key.clone() } else { path };
+        log_search(
+            &state,
+            &request,
+            arm,
+            query,
+            user,
+            is_simulated(&headers),
+            &results,
+        );
+        Ok(Json(SearchResponse {
+            request,
+            arm: arm.name.clone(),
+            results,
+            embedding: None,
+            embed_ms: None,
+            search_ms,
+        }))
+    }
+    .await;
+    state.metrics.finish("search_item", started, result)
+}
