@@ -717,7 +717,7 @@ fn serve_answers_searches_and_mutations_over_http() {
         ureq::post(&url("/v1/search")),
         Some(("image/jpeg", &vec![0u8; 1 << 20])),
     );
-    assert_eq!(status, 400, "{body}");
+    assert_eq!(status, 422, "{body}");
     assert_eq!(body["error"], "bad_image");
     let (status, body) = call(
         ureq::post(&url("/v1/search")),
