@@ -270,3 +270,36 @@ pub(crate) fn poisoned() -> ApiError {
 pub(crate) fn request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
 }
+
+/// The answer of a job queued for a worker thread, within the request's time: 503 when the
+/// queue refused it, 504 past `timeout`, 500 when the worker went away. `what` names the work
+/// ("embedding", "search") in the reasons.
+pub(crate) async fn queued_answer<T, Refused>(
+    submitted: Result<tokio::sync::oneshot::Receiver<T>, Refused>,
+    timeout: Duration,
+    what: &str,
+) -> ApiResult<T> {
+    let receiver = submitted.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("the {what} queue is full; retry shortly"),
+        )
+    })?;
+    tokio::time::timeout(timeout, receiver)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!("the {what} took too long"),
+            )
+        })?
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "worker_gone",
+                format!("the {what} worker stopped"),
+            )
+        })
+}

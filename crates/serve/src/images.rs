@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 
-use crate::app::{request_id, ApiError, ApiResult, AppState, Arm};
+use crate::app::{queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::pool::{Embedded, JobError};
 use crate::similar::{choose_arm, SearchParams};
 
@@ -107,29 +107,12 @@ pub(crate) async fn embed_image(
         ));
     }
     let started = Instant::now();
-    let receiver = arm.pool.submit(body.to_vec()).map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the embedding queue is full; retry shortly",
-        )
-    })?;
-    let result = tokio::time::timeout(state.config.timeout, receiver)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "embedding took too long",
-            )
-        })?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "worker_gone",
-                "embedding worker stopped",
-            )
-        })?;
+    let result = queued_answer(
+        arm.pool.submit(body.to_vec()),
+        state.config.timeout,
+        "embedding",
+    )
+    .await?;
     let seconds = started.elapsed().as_secs_f64();
     state.metrics.observe_embed(seconds);
     match result {

@@ -11,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use unisight_index::Rerank;
 
-use crate::app::{poisoned, request_id, ApiError, ApiResult, AppState, Arm};
+use crate::app::{poisoned, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::engagement::SearchRecord;
 use crate::images::{embed_image, Upload};
 use crate::items::lookup;
@@ -92,29 +92,8 @@ pub(crate) async fn run_search(
         k,
         mode,
     };
-    let receiver = arm.searches.submit(job).map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "the search queue is full; retry shortly",
-        )
-    })?;
-    let hits = tokio::time::timeout(state.config.timeout, receiver)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                "the search took too long",
-            )
-        })?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "search",
-                "the search thread stopped",
-            )
-        })?
+    let hits = queued_answer(arm.searches.submit(job), state.config.timeout, "search")
+        .await?
         .map_err(|e| match e {
             SearchError::BadQuery(reason) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_query", reason)
@@ -154,38 +133,48 @@ pub(crate) fn is_simulated(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() == b"1")
 }
 
-/// Logs a search's impressions when the service keeps an engagement log.
-pub(crate) fn log_search(
-    state: &AppState,
-    request: &str,
-    arm: &Arm,
-    query: String,
+/// A finished search, before it is logged and answered.
+struct Searched {
+    request: String,
     user: Option<String>,
     simulated: bool,
-    results: &[Hit],
-) {
-    if let Some(engagement) = &state.engagement {
+    /// What the log names as the query (`None`: not logged).
+    query: Option<String>,
+    results: Vec<Hit>,
+    embedding: Option<Vec<f32>>,
+    embed_ms: Option<f64>,
+    search_ms: f64,
+}
+
+/// Counts a search, logs its impressions when the service keeps an engagement log, and makes
+/// its answer.
+fn respond(state: &AppState, arm: &Arm, searched: Searched) -> Json<SearchResponse> {
+    state.metrics.observe_search(searched.search_ms / 1e3);
+    if let (Some(engagement), Some(query)) = (&state.engagement, searched.query) {
+        let results = searched.results.iter().map(|h| {
+            let path = if h.path.is_empty() { &h.key } else { &h.path };
+            let score = h.score.unwrap_or(-(h.distance as f32));
+            (h.key.clone(), path.clone(), score)
+        });
         engagement.searched(
-            request,
+            &searched.request,
             SearchRecord {
                 arm: arm.name.clone(),
                 query,
-                user,
-                simulated,
-                results: results
-                    .iter()
-                    .map(|h| {
-                        let path = if h.path.is_empty() {
-                            h.key.clone()
-                        } else {
-                            h.path.clone()
-                        };
-                        (h.key.clone(), path, h.score.unwrap_or(-(h.distance as f32)))
-                    })
-                    .collect(),
+                user: searched.user,
+                simulated: searched.simulated,
+                results: results.collect(),
             },
         );
     }
+    Json(SearchResponse {
+        request: searched.request,
+        arm: arm.name.clone(),
+        results: searched.results,
+        embedding: searched.embedding,
+        embed_ms: searched.embed_ms,
+        search_ms: searched.search_ms,
+    })
 }
 
 pub(crate) async fn search_by_image(
@@ -218,29 +207,21 @@ pub(crate) async fn search_by_image(
             params.rerank,
         )
         .await?;
-        state.metrics.observe_search(search_ms / 1e3);
-        if let Some(query) = query {
-            log_search(
-                &state,
-                &request,
-                arm,
-                query,
-                user,
-                is_simulated(&headers),
-                &results,
-            );
-        }
-        Ok(Json(SearchResponse {
+        let embedding = params
+            .embedding
+            .unwrap_or(false)
+            .then_some(embedded.embedding);
+        let searched = Searched {
             request,
-            arm: arm.name.clone(),
+            user,
+            simulated: is_simulated(&headers),
+            query,
             results,
-            embedding: params
-                .embedding
-                .unwrap_or(false)
-                .then_some(embedded.embedding),
+            embedding,
             embed_ms: Some(embed_ms),
             search_ms,
-        }))
+        };
+        Ok(respond(&state, arm, searched))
     }
     .await;
     state.metrics.finish("search_image", started, result)
@@ -270,25 +251,18 @@ pub(crate) async fn search_by_item(
             (code, floats, path)
         };
         let (results, search_ms) = run_search(&state, arm, code, floats, k, params.rerank).await?;
-        state.metrics.observe_search(search_ms / 1e3);
         let query = if path.is_empty() { key.clone() } else { path };
-        log_search(
-            &state,
-            &request,
-            arm,
-            query,
-            user,
-            is_simulated(&headers),
-            &results,
-        );
-        Ok(Json(SearchResponse {
+        let searched = Searched {
             request,
-            arm: arm.name.clone(),
+            user,
+            simulated: is_simulated(&headers),
+            query: Some(query),
             results,
             embedding: None,
             embed_ms: None,
             search_ms,
-        }))
+        };
+        Ok(respond(&state, arm, searched))
     }
     .await;
     state.metrics.finish("search_item", started, result)
