@@ -63,25 +63,36 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
         }
     }
     let mut out = String::from("| task | queries -> gallery | model | seeds | R@1 float | R@1 bits |\n|---|---|---|---|---|---|\n");
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     for ((task, q, g), models) in &table {
-        let best = models
+        // per model: (float R@1 per seed, bits R@1 per seed)
+        let columns: BTreeMap<&String, (Vec<f64>, Vec<f64>)> = models
+            .iter()
+            .map(|(m, v)| (m, v.iter().copied().unzip()))
+            .collect();
+        let best_float = columns
             .values()
-            .map(|v| v.iter().map(|x| x.0).sum::<f64>() / v.len() as f64)
+            .map(|c| mean(&c.0))
             .fold(f64::MIN, f64::max);
-        for (model, v) in models {
-            let f: Vec<f64> = v.iter().map(|x| x.0).collect();
-            let b: Vec<f64> = v.iter().map(|x| x.1).collect();
-            let mean = f.iter().sum::<f64>() / f.len() as f64;
-            let mark = if models.len() > 1 && mean == best {
+        let best_bits = columns
+            .values()
+            .map(|c| mean(&c.1))
+            .fold(f64::MIN, f64::max);
+        let mark = |value: f64, best: f64| {
+            if models.len() > 1 && value == best {
                 " **best**"
             } else {
                 ""
-            };
+            }
+        };
+        for (model, (f, b)) in &columns {
             out.push_str(&format!(
-                "| {task} | {q} -> {g} | {model} | {} | {}{mark} | {} |\n",
-                v.len(),
-                stats(&f),
-                stats(&b)
+                "| {task} | {q} -> {g} | {model} | {} | {}{} | {}{} |\n",
+                f.len(),
+                stats(f),
+                mark(mean(f), best_float),
+                stats(b),
+                mark(mean(b), best_bits),
             ));
         }
     }
@@ -100,5 +111,43 @@ mod tests {
         );
         assert_eq!(model_name(Path::new("out/fine-only.run")), "fine-only");
         assert_eq!(model_name(Path::new("out/x-sa.run")), "x-sa");
+    }
+
+    fn write_report(dir: &Path, float: f64, bits: f64) {
+        std::fs::create_dir_all(dir).unwrap();
+        let report = serde_json::json!({
+            "steps": 10, "steps_this_run": 10, "images_per_second": 1.0, "cache_seconds": 0.0,
+            "skipped_images": [], "interrupted": false,
+            "eval": [{"task": "fine", "step": 10, "queries": "g:test", "gallery": "g:iconic",
+                      "k": [1], "recall_float": [float], "recall_bits": [bits]}],
+        });
+        std::fs::write(dir.join("report.json"), report.to_string()).unwrap();
+    }
+
+    #[test]
+    fn seeds_are_averaged_and_each_column_marks_its_best() {
+        let t = tempfile::tempdir().unwrap();
+        let runs = [
+            ("unified-s1.run", 0.80, 0.70),
+            ("unified-s2.run", 0.70, 0.70),
+            ("specialized-s1.run", 0.74, 0.72),
+        ];
+        for (name, f, b) in runs {
+            write_report(&t.path().join(name), f, b);
+        }
+        let dirs: Vec<_> = runs.iter().map(|r| t.path().join(r.0)).collect();
+        let dirs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+        let table = summarize(&dirs).unwrap();
+        // unified: float mean 0.75 beats 0.74; bits 0.70 loses to 0.72
+        assert!(
+            table.contains("| fine | g:test -> g:iconic | unified | 2 | 0.750 (0.700-0.800) **best** | 0.700 (0.700-0.700) |"),
+            "{table}"
+        );
+        assert!(
+            table.contains(
+                "| fine | g:test -> g:iconic | specialized | 1 | 0.740 | 0.720 **best** |"
+            ),
+            "{table}"
+        );
     }
 }
