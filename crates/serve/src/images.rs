@@ -130,6 +130,7 @@ pub(crate) async fn embed_image(
     }
 }
 
+/// `POST /v1/embed`: the uploaded image's embedding and packed code.
 pub(crate) async fn embed(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,

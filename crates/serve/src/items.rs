@@ -14,6 +14,7 @@ use unisight_index::NewItem;
 use crate::app::{poisoned, ApiError, ApiResult, AppState, Arm};
 use crate::images::{embed_image, Upload};
 
+/// The index id of an item key in an arm (404 for an unknown key).
 pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
     arm.keys
         .read()
@@ -29,6 +30,7 @@ pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
         })
 }
 
+/// `GET /v1/items/{key}`: the item's key and path.
 pub(crate) async fn get_item(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -48,6 +50,8 @@ pub(crate) async fn get_item(
     state.metrics.finish("get_item", started, result)
 }
 
+/// Mutations need the configured bearer token (403 when none is configured, 401 when it does not
+/// match).
 pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> {
     let Some(token) = &state.config.token else {
         return Err(ApiError::new(
@@ -88,6 +92,7 @@ pub struct AddParams {
     path: Option<String>,
 }
 
+/// `POST /v1/items?key=K`: embeds the uploaded image and adds it, committed before the answer.
 pub(crate) async fn add_item(
     State(state): State<Arc<AppState>>,
     Query(params): Query<AddParams>,
@@ -166,6 +171,7 @@ pub(crate) async fn add_item(
     state.metrics.finish("add_item", started, result)
 }
 
+/// `DELETE /v1/items/{key}`: removes the item, committed before the answer.
 pub(crate) async fn remove_item(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
@@ -201,6 +207,7 @@ pub(crate) async fn remove_item(
     state.metrics.finish("remove_item", started, result)
 }
 
+/// `GET /v1/items/{key}/image`: the item's image file, read only from inside the image root.
 pub(crate) async fn item_image(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,

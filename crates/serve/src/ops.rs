@@ -58,6 +58,7 @@ pub(crate) async fn readyz(
     (status, Json(body))
 }
 
+/// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let first = &state.arms[0];
     let items = first.index.read().map(|i| i.len()).unwrap_or(0);

@@ -44,6 +44,7 @@ pub(crate) struct SearchResponse {
     search_ms: f64,
 }
 
+/// The requested k, within 1 and the configured maximum.
 pub(crate) fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
     let k = params.k.unwrap_or(10);
     if k == 0 || k > state.config.max_k {
@@ -127,6 +128,7 @@ pub(crate) fn choose_arm(
     }
 }
 
+/// Whether the client marked itself as a simulated user (`X-Unisight-Simulated: 1`).
 pub(crate) fn is_simulated(headers: &HeaderMap) -> bool {
     headers
         .get("x-unisight-simulated")
@@ -177,6 +179,7 @@ fn respond(state: &AppState, arm: &Arm, searched: Searched) -> Json<SearchRespon
     })
 }
 
+/// `POST /v1/search`: the results for an uploaded image.
 pub(crate) async fn search_by_image(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,
@@ -227,6 +230,7 @@ pub(crate) async fn search_by_image(
     state.metrics.finish("search_image", started, result)
 }
 
+/// `GET /v1/items/{key}/similar`: more like an item already in the index.
 pub(crate) async fn search_by_item(
     State(state): State<Arc<AppState>>,
     Path(key): Path<String>,
