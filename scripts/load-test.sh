@@ -7,6 +7,8 @@
 #   scripts/load-test.sh [DATA_DIR]     (Grocery Store photos for uploads; default ../shared/data)
 #   N=1000000 SECONDS_PER_LEVEL=10 LEVELS=1,2,4 OUT=out/load WORKERS=2 THREADS=1 (embedding
 #   workers and ONNX Runtime threads each)
+#   IVF_LISTS=1024 IVF_PROBES=16: serve through an inverted file instead of the exact scan, and
+#   report what it finds of the exact top 10 (`unisight index ivf-recall`) next to the speed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
@@ -26,8 +28,12 @@ gallery="$OUT/gallery-$N"
 # 64 store photos to upload
 ls "$OUT/photos" | grep -q jpg || find "$DATA_DIR/grocery-store/dataset/test" -name '*.jpg' | sort | awk 'NR % 37 == 0' | head -64 \
   | while read -r f; do cp "$f" "$OUT/photos/$(echo "$f" | tr / _)"; done
+ivf=()
+if [ -n "${IVF_LISTS:-}" ]; then
+  ivf=(--ivf-lists "$IVF_LISTS" --ivf-probes "${IVF_PROBES:-16}")
+fi
 $bin serve --model "$OUT/m.safetensors" --index "$OUT/index-$N" --addr 127.0.0.1:0 \
-  --workers "${WORKERS:-2}" --threads "${THREADS:-1}" > "$OUT/serve.log" 2>&1 &
+  --workers "${WORKERS:-2}" --threads "${THREADS:-1}" "${ivf[@]}" > "$OUT/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 600); do grep -q "listening on" "$OUT/serve.log" && break; sleep 0.1; done
@@ -53,3 +59,8 @@ p99 = min(r["p99_ms"] for r in load["search by id"] if r["concurrency"] == 1)
 print(f"search by image: best {best:.1f} req/s = {best / model:.2f}x model-only ORT at batch 1 ({model:.1f} img/s, the faster of the two)")
 print(f"search by id, concurrency 1: p99 {p99:.2f} ms")
 PY
+if [ -n "${IVF_LISTS:-}" ]; then
+  echo "inverted file: $IVF_LISTS lists, ${IVF_PROBES:-16} probes; what it finds of the exact top 10:"
+  $bin index ivf-recall --index "$OUT/index-$N" --lists "$IVF_LISTS" --probes "${IVF_PROBES:-16}" \
+    --queries 1000 -k 10
+fi

@@ -231,6 +231,15 @@ enum Command {
         /// Most concurrent searches answered by one pass over the codes.
         #[arg(long, default_value_t = 32)]
         search_batch: usize,
+        /// Search through an inverted file of this many lists instead of scanning every code:
+        /// approximate, and its cost hardly grows with the index (0: the exact scan). About
+        /// the square root of the item count is a usual start; `unisight index ivf-recall`
+        /// measures what it finds.
+        #[arg(long, default_value_t = 0)]
+        ivf_lists: usize,
+        /// Lists an inverted-file search scans per query (more: higher recall, slower).
+        #[arg(long, default_value_t = 16)]
+        ivf_probes: usize,
         /// Requests that may wait for a worker before the service answers 503.
         #[arg(long, default_value_t = 32)]
         queue: usize,
@@ -443,6 +452,29 @@ enum IndexCommand {
         /// Index folder.
         #[arg(long)]
         index: PathBuf,
+    },
+    /// How much of the exact top-k an inverted file finds, and how fast, for the lists and probes
+    /// `serve --ivf-lists --ivf-probes` would use. Queries are sampled stored items (each left
+    /// out of its own results); recall@k is the share of the exact top-k found.
+    IvfRecall {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Lists of the inverted file.
+        #[arg(long)]
+        lists: usize,
+        /// Probes to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        probes: Vec<usize>,
+        /// Queries sampled from the index.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Results compared per query.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Seed of the query sample and of the inverted file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -724,6 +756,8 @@ pub fn run(cli: Cli) -> Result<()> {
             threads,
             search_threads,
             search_batch,
+            ivf_lists,
+            ivf_probes,
             queue,
             image_root,
             max_body_mib,
@@ -745,6 +779,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 search_threads: search_threads
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
                 max_search_batch: search_batch,
+                ivf: (ivf_lists > 0).then_some(unisight_index::IvfSettings {
+                    lists: ivf_lists,
+                    probes: ivf_probes,
+                }),
                 ..Default::default()
             };
             let state = if let Some(experiment) = experiment {
@@ -775,8 +813,21 @@ pub fn run(cli: Cli) -> Result<()> {
                     );
                 }
                 let pool = unisight_serve::pool::EmbedPool::start(embedders, queue, limits);
-                unisight_serve::AppState::new(index, pool, config)?
+                // the zero-shot model is made in memory: no file, no size
+                let model_bytes = match &model {
+                    Some(path) => std::fs::metadata(path)
+                        .with_context(|| path.display().to_string())?
+                        .len(),
+                    None => 0,
+                };
+                unisight_serve::AppState::new(index, pool, model_bytes, config)?
             };
+            if ivf_lists > 0 {
+                eprintln!(
+                    "searching through an inverted file: {ivf_lists} lists, {ivf_probes} probed \
+                     per query (approximate)"
+                );
+            }
             unisight_serve::serve_blocking(addr, state, |bound| {
                 println!("listening on http://{bound}/");
                 if token.is_none() {
@@ -1058,7 +1109,47 @@ fn run_index(command: IndexCommand) -> Result<()> {
             print_stats(&index)
         }
         IndexCommand::Stats { index } => print_stats(&Index::open(&index)?),
+        IndexCommand::IvfRecall {
+            index,
+            lists,
+            probes,
+            queries,
+            k,
+            seed,
+        } => ivf_recall(&index, lists, &probes, queries, k, seed),
     }
+}
+
+/// `index ivf-recall`: prints the measurement as a Markdown table.
+fn ivf_recall(
+    dir: &Path,
+    lists: usize,
+    probes: &[usize],
+    queries: usize,
+    k: usize,
+    seed: u64,
+) -> Result<()> {
+    let mut index = Index::open(dir)?;
+    let report =
+        unisight_index::recall::measure_ivf_recall(&mut index, lists, probes, queries, k, seed)
+            .with_context(|| dir.display().to_string())?;
+    println!(
+        "{} items, {} queries, k = {k}; inverted file of {} lists built in {:.1} s",
+        report.items, report.queries, report.lists, report.build_seconds
+    );
+    println!("| search | recall@{k} | us per query (1 thread) | speed-up |");
+    println!("|---|---|---|---|");
+    println!("| exact scan | 1.000 | {:.0} | 1.0x |", report.exact_micros);
+    for row in &report.probes {
+        println!(
+            "| {} probes | {:.3} | {:.0} | {:.1}x |",
+            row.probes,
+            row.recall,
+            row.micros,
+            report.exact_micros / row.micros
+        );
+    }
+    Ok(())
 }
 
 fn add_set(index: &mut Index, set: &EmbeddingSet) -> Result<()> {

@@ -547,12 +547,11 @@ fn start_server(args: &[&std::ffi::OsStr], token: Option<&str>) -> Server {
     std::io::BufReader::new(child.stdout.as_mut().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .trim_end_matches('/')
-        .to_string();
+    let Some(url) = line.trim().strip_prefix("listening on ") else {
+        let _ = child.kill();
+        panic!("unexpected first line {line:?}");
+    };
+    let url = url.trim_end_matches('/').to_string();
     Server { child, url }
 }
 
@@ -576,8 +575,14 @@ fn call(request: ureq::Request, body: Option<(&str, &[u8])>) -> (u16, serde_json
 }
 
 /// A zero-shot D = 256 model, the `catalog` folder embedded and indexed into `t/idx`, and a
-/// server on it (photos served from `image_root`, mutations with `token`).
-fn serve_catalog(t: &Path, catalog: &Path, image_root: &Path, token: Option<&str>) -> Server {
+/// server on it (photos served from `image_root`, mutations with `token`, `extra` arguments).
+fn serve_catalog(
+    t: &Path,
+    catalog: &Path,
+    image_root: &Path,
+    token: Option<&str>,
+    extra: &[&str],
+) -> Server {
     let model = t.join("m.safetensors");
     ok(unisight()
         .args(["init-model", "--dim", "256", "--out"])
@@ -600,19 +605,19 @@ fn serve_catalog(t: &Path, catalog: &Path, image_root: &Path, token: Option<&str
         .arg(t.join("idx"))
         .output()
         .unwrap());
-    start_server(
-        &[
-            "--model".as_ref(),
-            model.as_os_str(),
-            "--index".as_ref(),
-            t.join("idx").as_os_str(),
-            "--image-root".as_ref(),
-            image_root.as_os_str(),
-            "--max-body-mib".as_ref(),
-            "1".as_ref(),
-        ],
-        token,
-    )
+    let idx = t.join("idx");
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--index".as_ref(),
+        idx.as_os_str(),
+        "--image-root".as_ref(),
+        image_root.as_os_str(),
+        "--max-body-mib".as_ref(),
+        "1".as_ref(),
+    ];
+    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    start_server(&args, token)
 }
 
 #[test]
@@ -631,7 +636,10 @@ fn serve_answers_searches_and_mutations_over_http() {
     for n in &names[..9] {
         std::fs::copy(photos.join(n), catalog.join(n)).unwrap();
     }
-    let server = serve_catalog(t, &catalog, &photos, Some("s3cret"));
+    // searches go through an inverted file (every list probed, so the answers are the exact
+    // ones): adds and removals must keep its lists current
+    let ivf = ["--ivf-lists", "3", "--ivf-probes", "3"];
+    let server = serve_catalog(t, &catalog, &photos, Some("s3cret"), &ivf);
     assert!(
         server.url.starts_with("http://127.0.0.1:"),
         "{}",
@@ -771,6 +779,15 @@ fn serve_answers_searches_and_mutations_over_http() {
     assert_eq!(status, 204);
     let (status, _) = call(ureq::get(&url(&format!("/v1/items/{}", names[9]))), None);
     assert_eq!(status, 404);
+
+    let (status, ready) = call(ureq::get(&url("/readyz")), None);
+    assert_eq!(status, 200);
+    assert_eq!(ready["arms"][0]["search"]["kind"], "ivf", "{ready}");
+    assert_eq!(ready["arms"][0]["search"]["lists"], 3, "{ready}");
+    assert!(
+        ready["arms"][0]["model_bytes"].as_u64().unwrap() > 1_000_000,
+        "{ready}"
+    );
 
     // the page, the API description, metrics and item images
     let page = ureq::get(&url("/")).call().unwrap().into_string().unwrap();
@@ -933,7 +950,7 @@ fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     let photos = t.join("photos");
     std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
-    let server = serve_catalog(t, &photos, &photos, None);
+    let server = serve_catalog(t, &photos, &photos, None, &[]);
     browser.post(
         "/url",
         serde_json::json!({"url": format!("{}/", server.url)}),

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::ivf::BinaryIvf;
+use crate::kernels::Kernel;
 use crate::rerank::AsymmetricQuery;
 use crate::scan::{self, CodeBlock, ScanOptions};
 use crate::segment::{self, FloatKind, ItemRow, Layout, Segment};
@@ -167,6 +169,21 @@ impl LiveSegment {
     }
 }
 
+/// How an index with an inverted file searches ([`Index::build_ivf`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IvfSettings {
+    /// Lists (centroids).
+    pub lists: usize,
+    /// Lists scanned per query.
+    pub probes: usize,
+}
+
+struct AttachedIvf {
+    ivf: BinaryIvf,
+    probes: usize,
+    kernel: Kernel,
+}
+
 /// An open index. Opened for writing it holds an exclusive lock on `LOCK`; readers take none.
 pub struct Index {
     dir: PathBuf,
@@ -174,6 +191,7 @@ pub struct Index {
     segments: Vec<LiveSegment>,
     writable: Option<File>,
     keys: Option<HashMap<String, u64>>,
+    ivf: Option<AttachedIvf>,
 }
 
 impl std::fmt::Debug for Index {
@@ -223,6 +241,7 @@ impl Index {
             segments: Vec::new(),
             writable: Some(lock),
             keys: Some(HashMap::new()),
+            ivf: None,
         };
         index.commit(index.manifest.clone())?;
         Ok(index)
@@ -326,6 +345,7 @@ impl Index {
             segments,
             writable: lock,
             keys: None,
+            ivf: None,
         })
     }
 
@@ -371,6 +391,72 @@ impl Index {
                 .sum(),
             generation: self.manifest.generation,
         }
+    }
+
+    /// Builds an inverted file over the live codes ([`BinaryIvf`], k-majority centroids learned
+    /// from a sample, `seed` for the sample): from then on a search scans only the `probes` lists
+    /// nearest to each query instead of every code, which makes it approximate (recall is traded
+    /// for speed through `probes`) and its cost nearly independent of the index's size. Adds and
+    /// removals keep the lists current (new codes go to their nearest list; the centroids stay as
+    /// learned). The inverted file lives in memory (a copy of the codes and ids) and is rebuilt
+    /// when the index is opened again.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for zero lists or probes, or an empty index (nothing to learn
+    /// the lists from).
+    pub fn build_ivf(&mut self, lists: usize, probes: usize, seed: u64) -> Result<IvfSettings> {
+        if lists == 0 || probes == 0 {
+            return Err(Error::InvalidInput(format!(
+                "an inverted file needs at least one list and one probe (got {lists} lists, \
+                 {probes} probes)"
+            )));
+        }
+        if self.is_empty() {
+            return Err(Error::InvalidInput(
+                "an inverted file learns its lists from the index's codes: the index is empty"
+                    .into(),
+            ));
+        }
+        let words = self.layout().code_words();
+        let mut codes = Vec::with_capacity(self.len() * words);
+        let mut ids = Vec::with_capacity(self.len());
+        for live in &self.segments {
+            let seg_codes = live.segment.codes();
+            for (row, &id) in live.segment.ids().iter().enumerate() {
+                if !live.is_deleted(row) {
+                    codes.extend_from_slice(&seg_codes[row * words..(row + 1) * words]);
+                    ids.push(id);
+                }
+            }
+        }
+        const ITERATIONS: usize = 10;
+        let ivf = BinaryIvf::build(&codes, &ids, words, lists, ITERATIONS, seed);
+        let settings = IvfSettings {
+            lists: ivf.nlist(),
+            probes: probes.min(ivf.nlist()),
+        };
+        self.ivf = Some(AttachedIvf {
+            ivf,
+            probes: settings.probes,
+            kernel: Kernel::detect(),
+        });
+        Ok(settings)
+    }
+
+    /// Changes how many lists a search through the inverted file scans (capped at the lists);
+    /// returns the settings now in force, or `None` when no inverted file is built.
+    pub fn set_ivf_probes(&mut self, probes: usize) -> Option<IvfSettings> {
+        let attached = self.ivf.as_mut()?;
+        attached.probes = probes.clamp(1, attached.ivf.nlist());
+        self.ivf_settings()
+    }
+
+    /// The inverted file's settings, when searches go through one.
+    pub fn ivf_settings(&self) -> Option<IvfSettings> {
+        self.ivf.as_ref().map(|a| IvfSettings {
+            lists: a.ivf.nlist(),
+            probes: a.probes,
+        })
     }
 
     fn locate(&self, id: u64) -> Option<(usize, usize)> {
@@ -471,12 +557,19 @@ impl Index {
             .collect())
     }
 
-    /// Exact top-k Hamming search for a batch of packed query codes (concatenated).
+    /// Top-k Hamming search for a batch of packed query codes (concatenated): exact, or through
+    /// the inverted file when one is built ([`Index::build_ivf`]).
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the query length does not fit the code width.
     pub fn search(&self, codes: &[u8], k: usize, options: &ScanOptions) -> Result<Vec<Vec<Hit>>> {
         let words = self.words_of(codes)?;
+        if let Some(attached) = &self.ivf {
+            return Ok(words
+                .chunks_exact(self.layout().code_words())
+                .map(|q| attached.ivf.search(q, k, attached.probes, attached.kernel))
+                .collect());
+        }
         Ok(scan::search(
             &self.blocks(),
             self.layout().code_words(),
@@ -697,6 +790,13 @@ impl Index {
             tombstones: None,
         });
         self.commit(next)?;
+        if let Some(attached) = self.ivf.as_mut() {
+            let words = segment.layout().code_words();
+            for (row, &id) in segment.ids().iter().enumerate() {
+                let code = &segment.codes()[row * words..(row + 1) * words];
+                attached.ivf.insert(code, id, attached.kernel);
+            }
+        }
         self.segments.push(LiveSegment::new(segment, Vec::new()));
         let ids: Vec<u64> = (first..first + items.len() as u64).collect();
         if let Some(keys) = self.keys.as_mut() {
@@ -746,6 +846,19 @@ impl Index {
         }
         next.generation = generation;
         self.commit(next)?;
+        if let Some(attached) = self.ivf.as_mut() {
+            let words = self.manifest.bits / 64;
+            for (&seg, rows) in &per_segment {
+                let segment = &self.segments[seg].segment;
+                for &row in rows {
+                    let row = row as usize;
+                    let code = &segment.codes()[row * words..(row + 1) * words];
+                    attached
+                        .ivf
+                        .remove(code, segment.ids()[row], attached.kernel);
+                }
+            }
+        }
         for (seg, rows) in new_rows {
             let segment = &mut self.segments[seg];
             segment.set_deleted(rows);

@@ -4,7 +4,8 @@
 //! majority vote, the Hamming analogue of Lloyd's algorithm) on a sample; every code goes to the
 //! list of its nearest centroid; a query scans only the `nprobe` lists nearest to it. Recall is
 //! traded for speed through `nprobe`; `bench/index_vs_faiss.py` reports both against the exact
-//! scan. The IVF is an in-memory structure built from an index's codes.
+//! scan. The IVF is an in-memory structure built from an index's codes; [`crate::Index::build_ivf`]
+//! attaches one to an open index and keeps it current through adds and removals.
 
 use rand::seq::index::sample;
 use rand::SeedableRng;
@@ -110,6 +111,49 @@ impl BinaryIvf {
         self.lists.len()
     }
 
+    /// Codes held over all lists.
+    pub fn len(&self) -> usize {
+        self.lists.iter().map(|(_, ids)| ids.len()).sum()
+    }
+
+    /// Whether no list holds a code.
+    pub fn is_empty(&self) -> bool {
+        self.lists.iter().all(|(_, ids)| ids.is_empty())
+    }
+
+    /// The list a code belongs to: its nearest centroid, ties to the lower list (as in
+    /// [`BinaryIvf::build`], so that a code is always found again where it was put).
+    fn list_of(&self, code: &[u64], kernel: Kernel) -> usize {
+        let mut dist = vec![0u32; self.lists.len()];
+        kernel.distances(code, &self.centroids, &mut dist);
+        (0..dist.len()).min_by_key(|&c| (dist[c], c)).unwrap_or(0)
+    }
+
+    /// Puts a new code into its nearest list (the centroids stay as trained).
+    pub fn insert(&mut self, code: &[u64], id: u64, kernel: Kernel) {
+        let list = self.list_of(code, kernel);
+        self.lists[list].0.extend_from_slice(code);
+        self.lists[list].1.push(id);
+    }
+
+    /// Takes the code of `id` out of its list; `code` must be the code it was inserted with.
+    /// Returns whether it was there.
+    pub fn remove(&mut self, code: &[u64], id: u64, kernel: Kernel) -> bool {
+        let words = self.words;
+        let list = self.list_of(code, kernel);
+        let (codes, ids) = &mut self.lists[list];
+        let Some(at) = ids.iter().position(|&i| i == id) else {
+            return false;
+        };
+        let last = ids.len() - 1;
+        ids.swap_remove(at);
+        if at != last {
+            codes.copy_within(last * words..(last + 1) * words, at * words);
+        }
+        codes.truncate(last * words);
+        true
+    }
+
     /// Top-k of one query scanning the `nprobe` nearest lists.
     pub fn search(&self, query: &[u64], k: usize, nprobe: usize, kernel: Kernel) -> Vec<Hit> {
         let mut dist = vec![0u32; self.lists.len()];
@@ -149,6 +193,38 @@ fn nearest_all(centroids: &[u64], codes: &[u64], words: usize, kernel: Kernel, o
 mod tests {
     use super::*;
     use rand::Rng;
+
+    #[test]
+    fn inserted_codes_are_found_and_removed_ones_are_not() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let words = 4;
+        let codes: Vec<u64> = (0..500 * words).map(|_| rng.gen()).collect();
+        let ids: Vec<u64> = (0..500).collect();
+        let kernel = Kernel::detect();
+        let mut ivf = BinaryIvf::build(&codes, &ids, words, 16, 3, 2);
+        let new: Vec<u64> = (0..words).map(|_| rng.gen()).collect();
+        ivf.insert(&new, 900, kernel);
+        assert_eq!(ivf.len(), 501);
+        // every list probed: the new code is its own nearest neighbour
+        assert_eq!(ivf.search(&new, 1, ivf.nlist(), kernel)[0].id, 900);
+        // and one probe finds it too: it went to the list nearest to it
+        assert_eq!(ivf.search(&new, 1, 1, kernel)[0].id, 900);
+        let victim = &codes[17 * words..18 * words];
+        assert!(ivf.remove(victim, 17, kernel));
+        assert!(!ivf.remove(victim, 17, kernel), "removed twice");
+        assert!(
+            !ivf.remove(&new, 17, kernel),
+            "wrong code: not in that list"
+        );
+        assert_eq!(ivf.len(), 500);
+        let all = ivf.search(victim, 500, ivf.nlist(), kernel);
+        assert!(all.iter().all(|h| h.id != 17));
+        // the other codes of the victim's list are intact
+        for row in [0usize, 18, 499] {
+            let code = &codes[row * words..(row + 1) * words];
+            assert_eq!(ivf.search(code, 1, 1, kernel)[0].distance, 0, "row {row}");
+        }
+    }
 
     #[test]
     fn all_lists_probed_is_exact_and_few_lists_find_clustered_neighbours() {

@@ -10,7 +10,8 @@
 //! - [`Index`]: a directory of write-once [`Segment`]s under an atomically swapped manifest,
 //!   with tombstones and compaction; the byte layout is in `FORMAT.md`;
 //! - [`rerank`]: float and asymmetric re-scoring;
-//! - [`ivf`]: an inverted file over binary codes (k-majority centroids).
+//! - [`ivf`]: an inverted file over binary codes (k-majority centroids), and [`recall`]: what it
+//!   finds of the exact answer on a given index.
 //!
 //! ```
 //! use unisight_index::{Index, IndexConfig, NewItem, ScanOptions};
@@ -31,6 +32,7 @@ mod index;
 pub mod ivf;
 pub mod kernels;
 mod mmap;
+pub mod recall;
 pub mod rerank;
 pub mod scan;
 mod segment;
@@ -39,7 +41,7 @@ mod topk;
 
 pub use error::{Error, Result};
 pub use index::{
-    Index, IndexConfig, Item, NewItem, Query, Rerank, Scored, Stats, MANIFEST_VERSION,
+    Index, IndexConfig, Item, IvfSettings, NewItem, Query, Rerank, Scored, Stats, MANIFEST_VERSION,
 };
 pub use kernels::Kernel;
 pub use scan::ScanOptions;

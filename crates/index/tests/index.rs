@@ -165,6 +165,63 @@ fn a_batched_search_answers_each_query_as_if_it_were_alone() {
 }
 
 #[test]
+fn an_inverted_file_follows_adds_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig {
+        bits: 256,
+        floats: Some((8, FloatKind::F32)),
+        keys: true,
+    };
+    let mut index = Index::create(dir.path(), config).unwrap();
+    let err = index.build_ivf(4, 1, 1).unwrap_err();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let ids = add_range(&mut index, 0..300);
+    index.remove(&ids[10..20]).unwrap();
+    assert!(index.build_ivf(0, 1, 1).is_err());
+    let settings = index.build_ivf(8, 100, 1).unwrap();
+    assert_eq!(
+        (settings.lists, settings.probes),
+        (8, 8),
+        "probes capped at the lists"
+    );
+    assert_eq!(index.ivf_settings(), Some(settings));
+    // every list probed: the same answers as the exact scan of a plain reader
+    let exact = Index::open(dir.path()).unwrap();
+    let options = ScanOptions::default();
+    for q in [0u64, 15, 150, 299] {
+        let code = code_for(q);
+        assert_eq!(
+            index.search(&code, 5, &options).unwrap(),
+            exact.search(&code, 5, &options).unwrap(),
+            "query {q}"
+        );
+    }
+    // items added after the build are found, removed ones are not, with one probe
+    index.build_ivf(8, 1, 1).unwrap();
+    let added = add_range(&mut index, 300..310);
+    for (i, &id) in (300..310).zip(&added) {
+        assert_eq!(
+            index.search(&code_for(i), 1, &options).unwrap()[0][0].id,
+            id
+        );
+    }
+    index.remove(&[added[3], ids[42]]).unwrap();
+    for q in [303u64, 42] {
+        let hits = index.search(&code_for(q), 300, &options).unwrap();
+        assert!(hits[0].iter().all(|h| h.id != q), "removed {q} still found");
+    }
+    // re-ranking takes its shortlist from the inverted file too
+    let query = Query {
+        code: &code_for(5),
+        float: Some(&floats_for(5)),
+        k: 1,
+        mode: Rerank::Float,
+    };
+    let top = index.search_reranked_batch(&[query], 4, &options).unwrap();
+    assert_eq!(top[0][0].id, ids[5]);
+}
+
+#[test]
 fn a_keyless_index_stores_code_and_id_only() {
     let dir = tempfile::tempdir().unwrap();
     let config = IndexConfig {

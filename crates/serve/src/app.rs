@@ -48,6 +48,10 @@ pub struct ServiceConfig {
     /// Folder the items' paths are relative to; item images are served from it (never from
     /// outside it). `None`: no item images.
     pub image_root: Option<std::path::PathBuf>,
+    /// Search through an inverted file of this many lists, scanning this many per query
+    /// ([`Index::build_ivf`]): approximate, and nearly as fast at 1M items as at 10k. `None`:
+    /// the exact scan.
+    pub ivf: Option<unisight_index::IvfSettings>,
 }
 
 impl Default for ServiceConfig {
@@ -62,9 +66,13 @@ impl Default for ServiceConfig {
             max_search_batch: 32,
             search_queue: 1024,
             image_root: None,
+            ivf: None,
         }
     }
 }
+
+/// Seed of the inverted file's sample, so that a restarted service has the same lists.
+const IVF_SEED: u64 = 1;
 
 /// One arm: a model (its embedding pool) and the index built with it. A service without an
 /// experiment has one arm, `default`.
@@ -78,18 +86,30 @@ pub struct Arm {
 }
 
 impl Arm {
-    /// Wraps an open index (writable when mutations are enabled) and a started pool;
-    /// `model_bytes` is reported as the arm's model size.
+    /// Wraps an open index (writable when mutations are enabled) and a started pool, building
+    /// the index's inverted file when the configuration asks for one; `model_bytes` is reported
+    /// as the arm's model size.
     ///
     /// # Errors
-    /// Reading the index's items fails.
+    /// Reading the index's items fails, or the inverted file cannot be built (an empty index).
     pub fn new(
         name: &str,
-        index: Index,
+        mut index: Index,
         pool: EmbedPool,
         model_bytes: u64,
         config: &ServiceConfig,
     ) -> Result<Self, unisight_index::Error> {
+        if let Some(ivf) = config.ivf {
+            let start = std::time::Instant::now();
+            let built = index.build_ivf(ivf.lists, ivf.probes, IVF_SEED)?;
+            tracing::info!(
+                arm = name,
+                lists = built.lists,
+                probes = built.probes,
+                seconds = start.elapsed().as_secs_f64(),
+                "built the inverted file"
+            );
+        }
         let mut keys = HashMap::with_capacity(index.len());
         for item in index.items() {
             let item = item?;
@@ -129,13 +149,14 @@ impl AppState {
     /// One arm (`default`) over an open index and a started pool.
     ///
     /// # Errors
-    /// Reading the index's items fails.
+    /// As [`Arm::new`].
     pub fn new(
         index: Index,
         pool: EmbedPool,
+        model_bytes: u64,
         config: ServiceConfig,
     ) -> Result<Self, unisight_index::Error> {
-        let arm = Arm::new("default", index, pool, 0, &config)?;
+        let arm = Arm::new("default", index, pool, model_bytes, &config)?;
         Ok(Self::with_arms(
             vec![arm],
             Assignment::new("unisight".into(), &[1.0]),

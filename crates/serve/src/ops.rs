@@ -18,18 +18,24 @@ pub(crate) async fn readyz(
         .arms
         .iter()
         .map(|arm| {
-            let (items, index_bytes) = arm.index.read().map_or_else(
+            let (items, index_bytes, ivf) = arm.index.read().map_or_else(
                 |_| {
                     ready = false;
-                    (0, 0)
+                    (0, 0, None)
                 },
-                |i| (i.len(), i.stats().file_bytes),
+                |i| (i.len(), i.stats().file_bytes, i.ivf_settings()),
             );
+            // exact, or approximate through the inverted file's lists
+            let search = match ivf {
+                Some(s) => serde_json::json!({"kind": "ivf", "lists": s.lists, "probes": s.probes}),
+                None => serde_json::json!({"kind": "exact"}),
+            };
             let (searches, mean_ms) = state.metrics.arm_searches(&arm.name);
             serde_json::json!({
                 "name": arm.name,
                 "items": items,
                 "index_bytes": index_bytes,
+                "search": search,
                 "model_bytes": arm.model_bytes,
                 "workers": arm.pool.workers(),
                 "queued": arm.pool.queued(),
