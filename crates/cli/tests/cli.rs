@@ -616,7 +616,7 @@ fn serve_catalog(
         "--max-body-mib".as_ref(),
         "1".as_ref(),
     ];
-    args.extend(extra.iter().map(|a| std::ffi::OsStr::new(a)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     start_server(&args, token)
 }
 
