@@ -69,16 +69,7 @@ for pair in grocery-fine:specialized-grocery-fine grocery-coarse:specialized-gro
   sed 's/^### /##### /' "$OUT/compare-$task/compare.md" >> "$table"
 done
 if [ -n "$README" ] && grep -q '<!-- eval-table:begin -->' "$README"; then
-  python3 - "$README" "$table" <<'PY'
-import sys
-readme, table = sys.argv[1], open(sys.argv[2]).read()
-text = open(readme).read()
-begin, end = "<!-- eval-table:begin -->", "<!-- eval-table:end -->"
-head, rest = text.split(begin, 1)
-_, tail = rest.split(end, 1)
-open(readme + ".tmp", "w").write(head + begin + "\n" + table + end + tail)
-import os; os.replace(readme + ".tmp", readme)
-PY
+  scripts/readme-table.py "$README" eval-table "$table"
   echo "updated the table in $README" >&2
 fi
 cat "$table"

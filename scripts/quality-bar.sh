@@ -13,7 +13,8 @@
 # runs are skipped. Each finished run's report (a few hundred bytes: Recall@k per task, float and
 # bits) is also copied to results/quality/NAME-sSEED.run/ with the machine it ran on, so that
 # seeds run in different sessions (or on different machines) add up in the committed table;
-# the table printed at the end is over every report there.
+# the table printed at the end is over every report there, and replaces the one between the
+# runs-table markers of README.md (README= to leave it alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
@@ -48,4 +49,12 @@ for model in $MODELS; do
     fi
   done
 done
-target/release/unisight summarize-runs results/quality/*.run
+table=$(mktemp)
+trap 'rm -f "$table"' EXIT
+target/release/unisight summarize-runs results/quality/*.run > "$table"
+README=${README:-README.md}
+if [ -n "$README" ] && grep -q '<!-- runs-table:begin -->' "$README"; then
+  scripts/readme-table.py "$README" runs-table "$table"
+  echo "updated the kept runs' table in $README" >&2
+fi
+cat "$table"
