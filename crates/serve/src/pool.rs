@@ -47,6 +47,26 @@ pub struct EmbedPool {
     in_flight: Arc<AtomicUsize>,
 }
 
+/// A read-only view of a pool's count of images queued or being embedded.
+#[derive(Debug, Clone)]
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    /// The count now.
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Takes one from the count when dropped.
+struct CountDown<'a>(&'a AtomicUsize);
+
+impl Drop for CountDown<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl EmbedPool {
     /// Starts one worker per embedder; at most `queue` jobs wait for a worker.
     ///
@@ -67,9 +87,12 @@ impl EmbedPool {
                     let spec = embedder.spec().clone();
                     let mut pixels = vec![0f32; 3 * spec.input_size * spec.input_size];
                     for job in receiver {
+                        // counted down even if embedding panics (the worker ends then, and the
+                        // search thread must not believe an image is still in flight)
+                        let done = CountDown(&in_flight);
                         let result =
                             embed_bytes(embedder.as_mut(), &spec, &job.bytes, &limits, &mut pixels);
-                        in_flight.fetch_sub(1, Ordering::Relaxed);
+                        drop(done);
                         // the requester may have timed out and gone: nothing to do then
                         let _ = job.reply.send(result);
                     }
@@ -104,10 +127,10 @@ impl EmbedPool {
         }
     }
 
-    /// Images queued or being embedded, as a live counter: the search thread reads it to leave
-    /// the cores to the model while it works (see [`crate::search::SearchQueue::start`]).
-    pub fn in_flight(&self) -> Arc<AtomicUsize> {
-        self.in_flight.clone()
+    /// Images queued or being embedded, as a live read-only view: the search thread reads it
+    /// to leave the cores to the model while it works (see [`crate::search::SearchQueue::start`]).
+    pub fn in_flight(&self) -> InFlight {
+        InFlight(self.in_flight.clone())
     }
 
     /// Jobs waiting for a worker.
@@ -142,4 +165,52 @@ fn embed_bytes(
         code: unisight_core::code::pack_signs(&out.projected),
         embedding: out.normalized,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unisight_core::{Architecture, Embeddings, Preprocess, Projection};
+
+    /// An embedder that fails the way a backend bug would: by panicking.
+    struct Panics(ModelSpec);
+
+    impl Embedder for Panics {
+        fn spec(&self) -> &ModelSpec {
+            &self.0
+        }
+        fn embed(&mut self, _: &[f32], _: usize) -> unisight_core::Result<Embeddings> {
+            panic!("injected failure")
+        }
+        fn backend(&self) -> &'static str {
+            "panics"
+        }
+    }
+
+    /// A 2 x 2 RGB PNG.
+    const PNG: [u8; 74] = [
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x02, 0x08, 0x02, 0x00, 0x00, 0x00, 0xfd,
+        0xd4, 0x9a, 0x73, 0x00, 0x00, 0x00, 0x11, 0x49, 0x44, 0x41, 0x54, 0x78, 0x9c, 0x63, 0xf8,
+        0xcf, 0xc0, 0x00, 0x44, 0x60, 0xe2, 0x3f, 0x03, 0x00, 0x1d, 0xf0, 0x03, 0xfd, 0xa0, 0x33,
+        0x09, 0x89, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+
+    #[test]
+    fn a_worker_that_panics_leaves_nothing_counted_in_flight() {
+        let spec = ModelSpec {
+            architecture: Architecture::EfficientnetLite0,
+            input_size: 4,
+            preprocess: Preprocess::Tf127,
+            trunk_dim: 8,
+            dim: 8,
+            projection: Projection::Identity,
+        };
+        let pool = EmbedPool::start(vec![Box::new(Panics(spec))], 4, DecodeLimits::default());
+        let in_flight = pool.in_flight();
+        let answer = pool.submit(PNG.to_vec()).expect("queue has room");
+        // the worker died with the job: its reply is dropped unanswered
+        assert!(answer.blocking_recv().is_err());
+        assert_eq!(in_flight.get(), 0);
+    }
 }

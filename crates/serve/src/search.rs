@@ -6,13 +6,14 @@
 //! embedded the cores belong to the model: a scan split over threads then only preempts it, so
 //! the scan stays on the search thread alone.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use serde::Serialize;
 use tokio::sync::oneshot;
 use unisight_index::{Index, Query, Rerank, ScanOptions};
+
+use crate::pool::InFlight;
 
 /// One result as the API returns it.
 #[derive(Debug, Clone, Serialize)]
@@ -70,7 +71,7 @@ impl SearchQueue {
         max_batch: usize,
         threads: usize,
         rerank_factor: usize,
-        embedding: Arc<AtomicUsize>,
+        embedding: InFlight,
     ) -> Self {
         let (sender, receiver) = bounded(queue.max(1));
         std::thread::Builder::new()
@@ -114,7 +115,7 @@ struct Passes {
     max_batch: usize,
     threads: usize,
     rerank_factor: usize,
-    embedding: Arc<AtomicUsize>,
+    embedding: InFlight,
 }
 
 fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>, passes: &Passes) {
@@ -136,7 +137,7 @@ fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>
             continue;
         };
         let options = &ScanOptions {
-            threads: if passes.embedding.load(Ordering::Relaxed) > 0 {
+            threads: if passes.embedding.get() > 0 {
                 1
             } else {
                 passes.threads
