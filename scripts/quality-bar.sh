@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
 OUT=${2:-out/quality}
 SEEDS=${SEEDS:-"1 2 3"}
-MODELS=${MODELS:-"unified unified-binary specialized-grocery-fine specialized-grocery-coarse specialized-clothing"}
+MODELS=${MODELS:-"zero-shot unified unified-binary specialized-grocery-fine specialized-grocery-coarse specialized-clothing"}
 if [ ! -d "$DATA_DIR/grocery-store/dataset" ] || [ ! -d "$DATA_DIR/clothing-small" ]; then
   echo "need $DATA_DIR/grocery-store/dataset and $DATA_DIR/clothing-small:" >&2
   echo "  git clone https://github.com/marcusklasson/GroceryStoreDataset && mv GroceryStoreDataset $DATA_DIR/grocery-store" >&2
