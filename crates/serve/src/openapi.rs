@@ -52,7 +52,7 @@ pub fn document() -> Value {
             },
             "/v1/items/{key}/image": {"get": {"summary": "An item's image (when the service has an image root)", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "the image"}, "404": {"description": "unknown item or no image"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Readiness, index size and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index can no longer be read"}}}},
+            "/readyz": {"get": {"summary": "Readiness, index size, how each arm searches (exact or inverted file) and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index can no longer be read"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}}
         },
         "components": {
