@@ -33,15 +33,20 @@ fn add_range(index: &mut Index, range: std::ops::Range<u64>) -> Vec<u64> {
     index.add(&items).unwrap()
 }
 
-#[test]
-fn add_remove_compact_reopen() {
-    let dir = tempfile::tempdir().unwrap();
+/// A new index of 256-bit codes with 8 f32 floats and keys, the rows [`add_range`] writes.
+fn create_index(dir: &Path) -> Index {
     let config = IndexConfig {
         bits: 256,
         floats: Some((8, FloatKind::F32)),
         keys: true,
     };
-    let mut index = Index::create(dir.path(), config).unwrap();
+    Index::create(dir, config).unwrap()
+}
+
+#[test]
+fn add_remove_compact_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut index = create_index(dir.path());
     let a = add_range(&mut index, 0..50);
     let b = add_range(&mut index, 50..80);
     assert_eq!(index.len(), 80);
@@ -167,12 +172,7 @@ fn a_batched_search_answers_each_query_as_if_it_were_alone() {
 #[test]
 fn an_inverted_file_follows_adds_and_removals() {
     let dir = tempfile::tempdir().unwrap();
-    let config = IndexConfig {
-        bits: 256,
-        floats: Some((8, FloatKind::F32)),
-        keys: true,
-    };
-    let mut index = Index::create(dir.path(), config).unwrap();
+    let mut index = create_index(dir.path());
     let err = index.build_ivf(4, 1, 1).unwrap_err();
     assert!(err.to_string().contains("empty"), "{err}");
     let ids = add_range(&mut index, 0..300);
