@@ -4,8 +4,14 @@ mod commands;
 mod embedder;
 mod evaluation;
 mod experiment;
+mod load_test;
 
 use clap::Parser;
+
+/// mimalloc instead of the C library's allocator: a request to the service allocates and frees
+/// many small buffers across threads, where it costs less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     tracing_subscriber::fmt()

@@ -935,6 +935,60 @@ impl Drop for Browser {
 }
 
 #[test]
+fn load_test_runs_bounded_against_a_real_server_and_only_on_loopback() {
+    let Some(grocery) = grocery() else {
+        return eprintln!("skipped: no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    copy_photos(&grocery, &photos, 4);
+    let server = serve_catalog(t, &photos, &photos, None, &[]);
+    let report = t.join("load.json");
+    let started = Instant::now();
+    let out = ok(unisight()
+        .args(["load-test", "--url", &server.url, "--items"])
+        .arg(t.join("emb/items.jsonl"))
+        .arg("--images")
+        .arg(&photos)
+        .args(["--seconds", "1", "--levels", "1,2", "--json"])
+        .arg(&report)
+        .output()
+        .unwrap());
+    // three kinds x two levels x 1 s, plus requests in flight at the deadline
+    assert!(started.elapsed() < Duration::from_secs(60), "{out}");
+    assert!(out.contains("no 5xx, no dropped connections"), "{out}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(report["failures"].as_array().unwrap().len(), 0);
+    for kind in ["search by id", "search by image", "image, 10% malformed"] {
+        let levels = report["results"][kind].as_array().unwrap();
+        assert_eq!(levels.len(), 2, "{kind}");
+        for level in levels {
+            assert!(level["requests"].as_u64().unwrap() > 0, "{kind}: {level}");
+            for status in level["statuses"].as_object().unwrap().keys() {
+                let allowed: &[&str] = if kind.contains("malformed") {
+                    &["200", "415", "422"]
+                } else {
+                    &["200"]
+                };
+                assert!(allowed.contains(&status.as_str()), "{kind}: {level}");
+            }
+        }
+    }
+    // someone else's server is never loaded, whatever it is
+    let refused = unisight()
+        .args(["load-test", "--url", "http://192.0.2.1:80", "--images"])
+        .arg(&photos)
+        .args(["--kinds", "image"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refusing"));
+}
+
+#[test]
 fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     use base64::Engine;
     let Some(grocery) = grocery() else {

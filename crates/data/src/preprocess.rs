@@ -65,12 +65,35 @@ pub fn crop_to_input(
     };
     let src = ImageRef::new(crop.width, crop.height, raw, PixelType::U8x3)
         .expect("RGB buffer matches its dimensions");
-    let mut dst = Image::new(size as u32, size as u32, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .expect("same pixel type on both sides");
-    let pixels = dst.buffer();
+    RESIZED.with_borrow_mut(|(resizer, dst)| {
+        if (dst.width(), dst.height()) != (size as u32, size as u32) {
+            *dst = Image::new(size as u32, size as u32, PixelType::U8x3);
+        }
+        let options =
+            ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
+        resizer
+            .resize(&src, dst, &options)
+            .expect("same pixel type on both sides");
+        to_planes(dst.buffer(), size, flip, colour, preprocess, out);
+    });
+}
+
+thread_local! {
+    /// Each thread's resizer and resized image, kept between calls: a fresh 150 KB image per
+    /// call costs page faults and zeroing that add up to a third of the resize itself.
+    static RESIZED: std::cell::RefCell<(Resizer, Image<'static>)> =
+        std::cell::RefCell::new((Resizer::new(), Image::new(1, 1, PixelType::U8x3)));
+}
+
+/// Writes resized RGB `pixels` as the network's planes, with the augmentation applied.
+fn to_planes(
+    pixels: &[u8],
+    size: usize,
+    flip: bool,
+    colour: [f32; 3],
+    preprocess: Preprocess,
+    out: &mut [f32],
+) {
     let plane = size * size;
     let affine = preprocess.affine();
     let [brightness, contrast, saturation] = colour;
@@ -85,23 +108,28 @@ pub fn crop_to_input(
             / (plane as f32)
             * brightness
     };
-    for (i, px) in pixels.chunks_exact(3).enumerate() {
-        let col = if flip { size - 1 - i % size } else { i % size };
-        let at = (i / size) * size + col;
-        let mut rgb = [px[0] as f32, px[1] as f32, px[2] as f32];
-        if !plain {
-            for v in &mut rgb {
-                *v *= brightness;
+    let (red, rest) = out.split_at_mut(plane);
+    let (green, blue) = rest.split_at_mut(plane);
+    let [(r_offset, r_scale), (g_offset, g_scale), (b_offset, b_scale)] = affine;
+    for (y, row) in pixels.chunks_exact(3 * size).enumerate() {
+        let at = y * size..(y + 1) * size;
+        let (red, green, blue) = (&mut red[at.clone()], &mut green[at.clone()], &mut blue[at]);
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            let mut rgb = [px[0] as f32, px[1] as f32, px[2] as f32];
+            if !plain {
+                for v in &mut rgb {
+                    *v *= brightness;
+                }
+                let g = grey(rgb[0], rgb[1], rgb[2]);
+                for v in &mut rgb {
+                    *v = g + (*v - g) * saturation;
+                    *v = (mean_grey + (*v - mean_grey) * contrast).clamp(0.0, 255.0);
+                }
             }
-            let g = grey(rgb[0], rgb[1], rgb[2]);
-            for v in &mut rgb {
-                *v = g + (*v - g) * saturation;
-                *v = (mean_grey + (*v - mean_grey) * contrast).clamp(0.0, 255.0);
-            }
-        }
-        for c in 0..3 {
-            let (offset, scale) = affine[c];
-            out[c * plane + at] = (rgb[c] - offset) * scale;
+            let col = if flip { size - 1 - x } else { x };
+            red[col] = (rgb[0] - r_offset) * r_scale;
+            green[col] = (rgb[1] - g_offset) * g_scale;
+            blue[col] = (rgb[2] - b_offset) * b_scale;
         }
     }
 }

@@ -526,9 +526,18 @@ impl Segment {
         }
     }
 
-    /// Row of `id`, by binary search.
+    /// Row of `id`. Ids are sorted and unique, and a segment written in one go holds
+    /// consecutive ones, so the row `id - first id` is tried before a binary search: one memory
+    /// access instead of twenty on a million rows, which re-ranking pays per candidate.
     pub fn row_of(&self, id: u64) -> Option<usize> {
-        self.ids().binary_search(&id).ok()
+        let ids = self.ids();
+        let guess = id
+            .checked_sub(*ids.first()?)
+            .and_then(|d| usize::try_from(d).ok());
+        if let Some(row) = guess.filter(|&row| ids.get(row) == Some(&id)) {
+            return Some(row);
+        }
+        ids.binary_search(&id).ok()
     }
 }
 
@@ -537,6 +546,10 @@ mod tests {
     use super::*;
 
     fn sample(dir: &Path, floats: Option<(usize, FloatKind)>) -> PathBuf {
+        sample_with_ids(dir, floats, [10, 11, 12, 13, 14])
+    }
+
+    fn sample_with_ids(dir: &Path, floats: Option<(usize, FloatKind)>, ids: [u64; 5]) -> PathBuf {
         let path = dir.join("s.usg");
         let layout = Layout {
             bits: 128,
@@ -548,7 +561,7 @@ mod tests {
         let keys: Vec<String> = (0..5).map(|i| format!("k{i}")).collect();
         let rows: Vec<ItemRow> = (0..5)
             .map(|i| ItemRow {
-                id: 10 + i as u64,
+                id: ids[i],
                 key: &keys[i],
                 path: "img/é.jpg",
                 code: &codes[i],
@@ -573,6 +586,28 @@ mod tests {
             assert_eq!(s.item_path(4).unwrap(), "img/é.jpg");
             assert_eq!(s.row_of(12), Some(2));
             assert_eq!(s.float_row(2), floats.map(|_| vec![2.0; 3]));
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    #[test]
+    fn rows_are_found_by_id_with_and_without_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        for ids in [
+            [10, 11, 12, 13, 14],
+            [3, 5, 6, 20, 21],
+            [0, 1, 2, 3, u64::MAX],
+        ] {
+            let path = sample_with_ids(dir.path(), None, ids);
+            let s = Segment::open(&path).unwrap();
+            for (row, id) in ids.iter().enumerate() {
+                assert_eq!(s.row_of(*id), Some(row), "{ids:?} {id}");
+            }
+            for absent in [0, 2, 4, 7, 15, 19, 22, u64::MAX - 1] {
+                if !ids.contains(&absent) {
+                    assert_eq!(s.row_of(absent), None, "{ids:?} {absent}");
+                }
+            }
             std::fs::remove_file(path).unwrap();
         }
     }

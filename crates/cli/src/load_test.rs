@@ -1,0 +1,422 @@
+//! `unisight load-test`: a bounded, self-stopping load test of a running `unisight serve` on
+//! loopback. Levels of concurrency, each for a fixed time: searches by item id, searches by
+//! uploaded image, and uploads of which a tenth are malformed (random bytes, truncated JPEGs,
+//! text). Each client is one thread with one keep-alive connection, so the client takes little
+//! of the cores the server shares with it; any 5xx or dropped connection is a failure.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use serde::Serialize;
+
+/// What a load test sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// `GET /v1/items/{key}/similar` for stored keys.
+    Id,
+    /// `POST /v1/search` with a JPEG photo.
+    Image,
+    /// As `image`, with a tenth of the uploads malformed.
+    Mixed,
+}
+
+impl Kind {
+    fn title(self) -> &'static str {
+        match self {
+            Kind::Id => "search by id",
+            Kind::Image => "search by image",
+            Kind::Mixed => "image, 10% malformed",
+        }
+    }
+}
+
+/// A load test's settings.
+#[derive(Debug)]
+pub struct Settings {
+    /// `http://127.0.0.1:PORT` or `http://localhost:PORT`.
+    pub url: String,
+    /// items.jsonl of the indexed embedding folder (its `id` fields are the keys searched by).
+    pub items: Option<PathBuf>,
+    /// Folder of JPEG photos to upload.
+    pub images: Option<PathBuf>,
+    /// Seconds per level.
+    pub seconds: f64,
+    /// Concurrency levels.
+    pub levels: Vec<usize>,
+    /// Results per search.
+    pub k: usize,
+    /// What to send, in order.
+    pub kinds: Vec<Kind>,
+}
+
+/// One level's outcome.
+#[derive(Debug, Serialize)]
+pub struct Level {
+    concurrency: usize,
+    requests: usize,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    statuses: BTreeMap<String, usize>,
+    connection_errors: usize,
+    /// CPU time this process (the client) spent per request, so a reader can see what the
+    /// client took of cores it shares with the server.
+    client_cpu_ms_per_request: f64,
+}
+
+#[derive(Serialize)]
+struct Report {
+    results: BTreeMap<String, Vec<Level>>,
+    failures: Vec<(String, usize)>,
+}
+
+/// Runs every kind at every level, prints a line per level, writes the JSON report to `json`
+/// when given, and fails when any answer was a 5xx or a connection dropped.
+///
+/// # Errors
+/// A non-loopback URL, bad settings, unreadable items or photos, or failures seen.
+pub fn run(settings: &Settings, json: Option<&Path>) -> Result<()> {
+    let base = loopback_base(&settings.url)?;
+    if !(settings.seconds > 0.0 && settings.seconds <= 120.0) {
+        bail!("--seconds must be in (0, 120]");
+    }
+    if settings.levels.is_empty() || settings.levels.iter().any(|&c| !(1..=64).contains(&c)) {
+        bail!("--levels must be between 1 and 64");
+    }
+    let keys = match (&settings.items, settings.kinds.contains(&Kind::Id)) {
+        (Some(items), true) => read_keys(items)?,
+        (None, true) => bail!("searches by id need --items"),
+        (_, false) => Vec::new(),
+    };
+    let uploads = settings.kinds.iter().any(|&k| k != Kind::Id);
+    let photos = match (&settings.images, uploads) {
+        (Some(dir), true) => read_photos(dir)?,
+        (None, true) => bail!("uploads need --images"),
+        (_, false) => Vec::new(),
+    };
+    let mut results = BTreeMap::new();
+    let mut failures = Vec::new();
+    for &kind in &settings.kinds {
+        let mut levels = Vec::new();
+        for &concurrency in &settings.levels {
+            let plan = Plan {
+                base: &base,
+                kind,
+                k: settings.k,
+                keys: &keys,
+                photos: &photos,
+            };
+            let level = run_level(
+                &plan,
+                concurrency,
+                Duration::from_secs_f64(settings.seconds),
+            );
+            println!(
+                "{:22} concurrency {concurrency:2}: {:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  \
+                 statuses {:?}  connection errors {}  client {:.3} cpu-ms/request",
+                kind.title(),
+                level.per_second,
+                level.p50_ms,
+                level.p99_ms,
+                level.statuses,
+                level.connection_errors,
+                level.client_cpu_ms_per_request,
+            );
+            if level.connection_errors > 0 || level.statuses.keys().any(|s| s.starts_with('5')) {
+                failures.push((kind.title().to_owned(), concurrency));
+            }
+            levels.push(level);
+        }
+        results.insert(kind.title().to_owned(), levels);
+    }
+    let report = Report { results, failures };
+    if let Some(path) = json {
+        unisight_core::atomic::atomic_write_bytes(path, &serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if !report.failures.is_empty() {
+        bail!(
+            "FAILURES (5xx or dropped connections): {:?}",
+            report.failures
+        );
+    }
+    println!("no 5xx, no dropped connections");
+    Ok(())
+}
+
+/// `http://HOST:PORT` without a trailing slash; only loopback hosts, so this never loads
+/// someone else's server.
+fn loopback_base(url: &str) -> Result<String> {
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("refusing {url}: only http://127.0.0.1 or localhost"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+    if host != "127.0.0.1" && host != "localhost" {
+        bail!("refusing {url}: this load test only runs against http://127.0.0.1 or localhost");
+    }
+    Ok(format!("http://{authority}"))
+}
+
+fn read_keys(items: &Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(items).with_context(|| format!("{}", items.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in std::io::BufReader::new(file).lines().enumerate() {
+        if keys.len() >= 200_000 {
+            break;
+        }
+        let line = line.with_context(|| format!("{}:{}", items.display(), n + 1))?;
+        let value: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not JSON", items.display(), n + 1))?;
+        let Some(id) = value.get("id").and_then(|v| v.as_str()) else {
+            bail!("{}:{}: no string \"id\"", items.display(), n + 1);
+        };
+        keys.push(id.to_owned());
+    }
+    if keys.is_empty() {
+        bail!("{}: no items", items.display());
+    }
+    Ok(keys)
+}
+
+fn read_photos(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("{}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+        })
+        .collect();
+    names.sort();
+    names.truncate(64);
+    if names.is_empty() {
+        bail!("{}: no JPEG photos", dir.display());
+    }
+    names
+        .iter()
+        .map(|p| std::fs::read(p).with_context(|| format!("{}", p.display())))
+        .collect()
+}
+
+struct Plan<'a> {
+    base: &'a str,
+    kind: Kind,
+    k: usize,
+    keys: &'a [String],
+    photos: &'a [Vec<u8>],
+}
+
+/// What one client saw.
+#[derive(Default)]
+struct Seen {
+    latencies: Vec<f64>,
+    statuses: BTreeMap<u16, usize>,
+    errors: usize,
+}
+
+fn run_level(plan: &Plan<'_>, concurrency: usize, length: Duration) -> Level {
+    let cpu_before = process_cpu_seconds();
+    let start = Instant::now();
+    let deadline = start + length;
+    let seen: Vec<Seen> = std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..concurrency)
+            .map(|seed| scope.spawn(move || client(plan, seed as u64, deadline)))
+            .collect();
+        clients
+            .into_iter()
+            .map(|c| c.join().unwrap_or_default())
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu = process_cpu_seconds() - cpu_before;
+    let mut latencies: Vec<f64> = seen
+        .iter()
+        .flat_map(|s| s.latencies.iter().copied())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let mut statuses = BTreeMap::new();
+    for s in &seen {
+        for (status, n) in &s.statuses {
+            *statuses.entry(status.to_string()).or_insert(0) += n;
+        }
+    }
+    Level {
+        concurrency,
+        requests: latencies.len(),
+        per_second: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(&latencies, 50.0) * 1e3,
+        p99_ms: percentile(&latencies, 99.0) * 1e3,
+        statuses,
+        connection_errors: seen.iter().map(|s| s.errors).sum(),
+        client_cpu_ms_per_request: cpu * 1e3 / latencies.len().max(1) as f64,
+    }
+}
+
+/// Nearest-rank percentile of sorted values (NaN when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let at = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
+    sorted[at.min(sorted.len() - 1)]
+}
+
+fn client(plan: &Plan<'_>, seed: u64, deadline: Instant) -> Seen {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .max_idle_connections_per_host(1)
+        .build();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut seen = Seen::default();
+    let mut body = Vec::new();
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let answer = match plan.kind {
+            Kind::Id => {
+                let key = &plan.keys[rng.gen_range(0..plan.keys.len())];
+                agent
+                    .get(&format!(
+                        "{}/v1/items/{}/similar?k={}",
+                        plan.base,
+                        percent_encode(key),
+                        plan.k
+                    ))
+                    .call()
+            }
+            Kind::Image | Kind::Mixed => {
+                let photo = &plan.photos[rng.gen_range(0..plan.photos.len())];
+                let (bytes, content_type) = if plan.kind == Kind::Mixed && rng.gen_bool(0.1) {
+                    malformed(&mut rng, photo)
+                } else {
+                    (photo.clone(), "image/jpeg")
+                };
+                agent
+                    .post(&format!("{}/v1/search?k={}", plan.base, plan.k))
+                    .set("Content-Type", content_type)
+                    .send_bytes(&bytes)
+            }
+        };
+        let response = match answer {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(_)) => {
+                seen.errors += 1;
+                continue;
+            }
+        };
+        let status = response.status();
+        body.clear();
+        // read to the end so the connection is reused
+        if response.into_reader().read_to_end(&mut body).is_err() {
+            seen.errors += 1;
+            continue;
+        }
+        seen.latencies.push(started.elapsed().as_secs_f64());
+        *seen.statuses.entry(status).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// Random bytes, a JPEG cut to a third, or text.
+fn malformed(rng: &mut StdRng, photo: &[u8]) -> (Vec<u8>, &'static str) {
+    match rng.gen_range(0..3) {
+        0 => {
+            let mut bytes = vec![0u8; 2048];
+            rng.fill_bytes(&mut bytes);
+            (bytes, "image/jpeg")
+        }
+        1 => (photo[..photo.len() / 3].to_vec(), "image/jpeg"),
+        _ => (b"this is not an image".to_vec(), "text/plain"),
+    }
+}
+
+/// Percent-encodes everything but unreserved characters, for a key in a URL path.
+fn percent_encode(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// User plus system CPU seconds of this process so far (0 where /proc is unavailable).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // fields after the command name, which is in parentheses and may hold spaces
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name
+    // in USER_HZ, which Linux fixes at 100 for /proc
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_urls_are_accepted() {
+        assert_eq!(
+            loopback_base("http://127.0.0.1:8080/").unwrap(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            loopback_base("http://localhost:9").unwrap(),
+            "http://localhost:9"
+        );
+        assert!(loopback_base("http://example.com:8080").is_err());
+        assert!(loopback_base("https://127.0.0.1:8080").is_err());
+        assert!(loopback_base("http://127.0.0.1.example.com:80").is_err());
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 51.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+
+    #[test]
+    fn keys_are_percent_encoded_for_paths() {
+        assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
+        assert_eq!(percent_encode("x-1_y.z~"), "x-1_y.z~");
+    }
+
+    #[test]
+    fn busy_work_shows_in_this_process_cpu_time() {
+        // spin until the counter moves (ticks are 10 ms); a broken reader never gets there
+        let before = process_cpu_seconds();
+        let start = Instant::now();
+        let mut x = 0u64;
+        while process_cpu_seconds() - before < 0.05 {
+            for _ in 0..100_000 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "CPU time never grew"
+            );
+        }
+    }
+}
