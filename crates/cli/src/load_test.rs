@@ -4,6 +4,7 @@
 //! text). Each client is one thread with one keep-alive connection, so the client takes little
 //! of the cores the server shares with it; any 5xx or dropped connection is a failure.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -295,7 +296,7 @@ fn client(plan: &Plan<'_>, seed: u64, deadline: Instant) -> Seen {
                 let (bytes, content_type) = if plan.kind == Kind::Mixed && rng.gen_bool(0.1) {
                     malformed(&mut rng, photo)
                 } else {
-                    (photo.clone(), "image/jpeg")
+                    (Cow::Borrowed(photo.as_slice()), "image/jpeg")
                 };
                 agent
                     .post(&format!("{}/v1/search?k={}", plan.base, plan.k))
@@ -324,15 +325,15 @@ fn client(plan: &Plan<'_>, seed: u64, deadline: Instant) -> Seen {
 }
 
 /// Random bytes, a JPEG cut to a third, or text.
-fn malformed(rng: &mut StdRng, photo: &[u8]) -> (Vec<u8>, &'static str) {
+fn malformed<'a>(rng: &mut StdRng, photo: &'a [u8]) -> (Cow<'a, [u8]>, &'static str) {
     match rng.gen_range(0..3) {
         0 => {
             let mut bytes = vec![0u8; 2048];
             rng.fill_bytes(&mut bytes);
-            (bytes, "image/jpeg")
+            (Cow::Owned(bytes), "image/jpeg")
         }
-        1 => (photo[..photo.len() / 3].to_vec(), "image/jpeg"),
-        _ => (b"this is not an image".to_vec(), "text/plain"),
+        1 => (Cow::Borrowed(&photo[..photo.len() / 3]), "image/jpeg"),
+        _ => (Cow::Borrowed(b"this is not an image"), "text/plain"),
     }
 }
 
