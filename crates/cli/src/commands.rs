@@ -284,37 +284,7 @@ enum Command {
     },
     /// Bounded load test of a running `unisight serve` on loopback: searches by id, by image,
     /// and uploads a tenth of them malformed, at each concurrency level; fails on any 5xx.
-    LoadTest {
-        /// The server, http://127.0.0.1:PORT or http://localhost:PORT (nothing else).
-        #[arg(long)]
-        url: String,
-        /// items.jsonl of the indexed embedding folder (keys for searches by id).
-        #[arg(long)]
-        items: Option<PathBuf>,
-        /// Folder of JPEG photos to upload (up to 64 are used).
-        #[arg(long)]
-        images: Option<PathBuf>,
-        /// Seconds per level, at most 120.
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        /// Concurrency levels (clients, each on one keep-alive connection).
-        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
-        levels: Vec<usize>,
-        /// Results per search.
-        #[arg(short, default_value_t = 10)]
-        k: usize,
-        /// What to send, in order.
-        #[arg(
-            long,
-            value_enum,
-            value_delimiter = ',',
-            default_value = "id,image,mixed"
-        )]
-        kinds: Vec<crate::load_test::Kind>,
-        /// Also write the results here (JSON).
-        #[arg(long)]
-        json: Option<PathBuf>,
-    },
+    LoadTest(crate::load_test::Settings),
     /// Write a SIMULATED engagement log (searches by a baseline embedding, position-biased
     /// clicks and saves) from a labelled set, to test training from engagement end to end.
     SimulateEngagement {
@@ -913,27 +883,7 @@ pub fn run(cli: Cli) -> Result<()> {
             print!("{}", unisight_train::summary::summarize(&dirs)?);
             Ok(())
         }
-        Command::LoadTest {
-            url,
-            items,
-            images,
-            seconds,
-            levels,
-            k,
-            kinds,
-            json,
-        } => crate::load_test::run(
-            &crate::load_test::Settings {
-                url,
-                items,
-                images,
-                seconds,
-                levels,
-                k,
-                kinds,
-            },
-            json.as_deref(),
-        ),
+        Command::LoadTest(settings) => crate::load_test::run(&settings),
         Command::SimulateEngagement {
             config,
             data_dir,

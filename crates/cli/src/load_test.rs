@@ -36,23 +36,38 @@ impl Kind {
     }
 }
 
-/// A load test's settings.
-#[derive(Debug)]
+/// A load test's settings (the `unisight load-test` arguments).
+#[derive(Debug, clap::Args)]
 pub struct Settings {
-    /// `http://127.0.0.1:PORT` or `http://localhost:PORT`.
-    pub url: String,
+    /// The server, http://127.0.0.1:PORT or http://localhost:PORT (nothing else).
+    #[arg(long)]
+    url: String,
     /// items.jsonl of the indexed embedding folder (its `id` fields are the keys searched by).
-    pub items: Option<PathBuf>,
-    /// Folder of JPEG photos to upload.
-    pub images: Option<PathBuf>,
-    /// Seconds per level.
-    pub seconds: f64,
-    /// Concurrency levels.
-    pub levels: Vec<usize>,
+    #[arg(long)]
+    items: Option<PathBuf>,
+    /// Folder of JPEG photos to upload (up to 64 are used).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Seconds per level, at most 120.
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    /// Concurrency levels (clients, each on one keep-alive connection).
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    levels: Vec<usize>,
     /// Results per search.
-    pub k: usize,
+    #[arg(short, default_value_t = 10)]
+    k: usize,
     /// What to send, in order.
-    pub kinds: Vec<Kind>,
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "id,image,mixed"
+    )]
+    kinds: Vec<Kind>,
+    /// Also write the results here (JSON).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// One level's outcome.
@@ -76,12 +91,12 @@ struct Report {
     failures: Vec<(String, usize)>,
 }
 
-/// Runs every kind at every level, prints a line per level, writes the JSON report to `json`
-/// when given, and fails when any answer was a 5xx or a connection dropped.
+/// Runs every kind at every level, prints a line per level, writes the JSON report when asked,
+/// and fails when any answer was a 5xx or a connection dropped.
 ///
 /// # Errors
 /// A non-loopback URL, bad settings, unreadable items or photos, or failures seen.
-pub fn run(settings: &Settings, json: Option<&Path>) -> Result<()> {
+pub fn run(settings: &Settings) -> Result<()> {
     let base = loopback_base(&settings.url)?;
     if !(settings.seconds > 0.0 && settings.seconds <= 120.0) {
         bail!("--seconds must be in (0, 120]");
@@ -136,7 +151,7 @@ pub fn run(settings: &Settings, json: Option<&Path>) -> Result<()> {
         results.insert(kind.title().to_owned(), levels);
     }
     let report = Report { results, failures };
-    if let Some(path) = json {
+    if let Some(path) = &settings.json {
         unisight_core::atomic::atomic_write_bytes(path, &serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
