@@ -72,7 +72,7 @@ pub struct Settings {
 
 /// One level's outcome.
 #[derive(Debug, Serialize)]
-pub struct Level {
+struct Level {
     concurrency: usize,
     requests: usize,
     per_second: f64,
