@@ -28,8 +28,10 @@ fn stdout_of(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Copies the first `n` test photos listed in test.txt into `dir`, returning their names.
+/// Copies the first `n` test photos listed in test.txt into `dir` (created if missing),
+/// returning their names.
 fn copy_photos(grocery: &Path, dir: &Path, n: usize) -> Vec<String> {
+    std::fs::create_dir_all(dir).unwrap();
     let list = std::fs::read_to_string(grocery.join("test.txt")).unwrap();
     let mut names = Vec::new();
     for line in list.lines().step_by(7).take(n) {
@@ -48,7 +50,6 @@ fn embed_index_search_with_bad_images() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
-    std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
     std::fs::write(
         photos.join("corrupt.jpg"),
@@ -211,7 +212,6 @@ fn killed_embed_resumes_and_never_looks_complete() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
-    std::fs::create_dir(&photos).unwrap();
     copy_photos(&grocery, &photos, 160);
     let out = tmp.path().join("emb");
     let args = |c: &mut Command| {
@@ -628,7 +628,6 @@ fn serve_answers_searches_and_mutations_over_http() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 10);
     // the last photo stays out of the index, to be added over HTTP
     let catalog = t.join("catalog");
@@ -942,7 +941,6 @@ fn load_test_runs_bounded_against_a_real_server_and_only_on_loopback() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
     copy_photos(&grocery, &photos, 4);
     let server = serve_catalog(t, &photos, &photos, None, &[]);
     let report = t.join("load.json");
@@ -1002,7 +1000,6 @@ fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
     let server = serve_catalog(t, &photos, &photos, None, &[]);
     browser.post(
@@ -1122,7 +1119,6 @@ fn experiment_arms_log_engagement_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
     let experiment = experiment_setup(t, &photos, &names);
     let mut server = start_server(
@@ -1338,7 +1334,6 @@ fn study_page_collects_ratings_in_headless_chromium() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let photos = t.join("photos");
-    std::fs::create_dir(&photos).unwrap();
     let names = copy_photos(&grocery, &photos, 12);
     let experiment = experiment_setup(t, &photos, &names);
     let server = start_server(
