@@ -1,17 +1,41 @@
-//! The `unisight` command: a thin layer over the libraries.
+//! The `unisight` command: a thin layer over the libraries. [`args`] defines the command line,
+//! [`commands`] holds one module per command; `main` only dispatches.
 
+mod args;
 mod commands;
 mod embedder;
-mod evaluation;
-mod experiment;
-mod load_test;
 
+use anyhow::Result;
 use clap::Parser;
+
+use args::{Cli, Command};
+use commands::*;
 
 /// mimalloc instead of the C library's allocator: a request to the service allocates and frees
 /// many small buffers across threads, where it costs less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Embed(args) => embed::run(args),
+        Command::InitModel(args) => model::init(args),
+        Command::ExportOnnx(args) => model::export(args),
+        Command::BenchModel(args) => model::bench(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Compare(args) => eval::compare(args),
+        Command::Serve(args) => serve::run(args),
+        Command::ImportFashionMnist(args) => fashion_mnist::run(args),
+        Command::SummarizeRuns(args) => train::summarize(args),
+        Command::LoadTest(settings) => load_test::run(&settings),
+        Command::SimulateEngagement(args) => engagement::run(args),
+        Command::Index { command } => index::run(command),
+        Command::Experiment { command } => experiment::run_experiment(command),
+        Command::Study { command } => experiment::run_study(command),
+        Command::Search(args) => search::run(args),
+    }
+}
 
 fn main() {
     tracing_subscriber::fmt()
@@ -21,19 +45,16 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = commands::Cli::parse();
-    match commands::run(cli) {
-        Ok(()) => {}
-        Err(err) => {
-            // a closed pipe (`unisight search ... | head`) is not a failure
-            if err.chain().any(|c| {
-                c.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-            }) {
-                return;
-            }
-            eprintln!("error: {err:#}");
-            std::process::exit(2);
+    let cli = Cli::parse();
+    if let Err(err) = run(cli.command) {
+        // a closed pipe (`unisight search ... | head`) is not a failure
+        if err.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+        }) {
+            return;
         }
+        eprintln!("error: {err:#}");
+        std::process::exit(2);
     }
 }

@@ -46,7 +46,7 @@ fn copy_photos(grocery: &Path, dir: &Path, n: usize) -> Vec<String> {
 #[test]
 fn embed_index_search_with_bad_images() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
@@ -208,7 +208,7 @@ fn embed_index_search_with_bad_images() {
 #[test]
 fn killed_embed_resumes_and_never_looks_complete() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let photos = tmp.path().join("photos");
@@ -254,7 +254,7 @@ fn killed_embed_resumes_and_never_looks_complete() {
 #[test]
 fn killed_training_resumes_to_the_same_model() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     // 24 store photos of 3 products as a JSONL manifest
@@ -371,7 +371,7 @@ fn manifest_dataset(grocery: &Path, root: &Path) {
 #[test]
 fn eval_reports_and_compares_models_on_real_photos() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -623,7 +623,7 @@ fn serve_catalog(
 #[test]
 fn serve_answers_searches_and_mutations_over_http() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -936,7 +936,7 @@ impl Drop for Browser {
 #[test]
 fn load_test_runs_bounded_against_a_real_server_and_only_on_loopback() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -990,7 +990,7 @@ fn load_test_runs_bounded_against_a_real_server_and_only_on_loopback() {
 fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
     use base64::Engine;
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let Some((browser, _)) = Browser::start() else {
         return eprintln!(
@@ -1114,7 +1114,7 @@ fn post_event(url: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
 #[test]
 fn experiment_arms_log_engagement_and_report() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
@@ -1324,7 +1324,7 @@ fn search_once(url: &str, photo: &[u8]) {
 #[test]
 fn study_page_collects_ratings_in_headless_chromium() {
     let Some(grocery) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let Some((browser, _)) = Browser::start() else {
         return eprintln!(

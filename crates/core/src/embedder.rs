@@ -24,6 +24,28 @@ impl Embeddings {
     }
 }
 
+/// One image's embedding and binary code: what search needs of a query image.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageEmbedding {
+    /// L2-normalised embedding, D values.
+    pub embedding: Vec<f32>,
+    /// Packed sign code of the projected vector (`numpy.packbits` order).
+    pub code: Vec<u8>,
+}
+
+impl Embeddings {
+    /// The first row as an [`ImageEmbedding`] (a batch of one image).
+    pub fn into_first(self) -> ImageEmbedding {
+        let dim = self.dim;
+        let mut embedding = self.normalized;
+        embedding.truncate(dim);
+        ImageEmbedding {
+            code: crate::code::pack_signs(&self.projected[..dim.min(self.projected.len())]),
+            embedding,
+        }
+    }
+}
+
 /// Turns preprocessed pixels into embeddings.
 ///
 /// Two implementations exist, as with `grep-matcher`'s engines: ONNX Runtime in `unisight-embed`

@@ -21,7 +21,8 @@ pub mod code;
 mod embedder;
 mod error;
 mod spec;
+pub mod testing;
 
-pub use embedder::{Embedder, Embeddings};
+pub use embedder::{Embedder, Embeddings, ImageEmbedding};
 pub use error::{Error, Result};
 pub use spec::{Architecture, ModelSpec, Preprocess, Projection};

@@ -4,7 +4,7 @@
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::RgbImage;
-use unisight_core::Preprocess;
+use unisight_core::{Embedder, ImageEmbedding, Preprocess};
 
 /// Writes the `3 * size * size` input values of `image` into `out`.
 ///
@@ -20,6 +20,24 @@ pub fn to_input(image: &RgbImage, size: usize, preprocess: Preprocess, out: &mut
         height: side,
     };
     crop_to_input(image, crop, false, [1.0; 3], size, preprocess, out);
+}
+
+/// Embeds one decoded image: the one way every caller (the CLI's search, the service's workers)
+/// goes from an image to its embedding and code. `pixels` is scratch space, resized as needed,
+/// so that a worker reuses one buffer.
+///
+/// # Errors
+/// [`unisight_core::Error::Inference`] when the backend fails.
+pub fn embed_image(
+    embedder: &mut dyn Embedder,
+    image: &RgbImage,
+    pixels: &mut Vec<f32>,
+) -> unisight_core::Result<ImageEmbedding> {
+    let spec = embedder.spec();
+    let (size, preprocess) = (spec.input_size, spec.preprocess);
+    pixels.resize(3 * size * size, 0.0);
+    to_input(image, size, preprocess, pixels);
+    Ok(embedder.embed(pixels, 1)?.into_first())
 }
 
 /// A rectangle of an image.

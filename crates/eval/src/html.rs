@@ -11,7 +11,8 @@ use rayon::prelude::*;
 use unisight_core::atomic::{atomic_write, atomic_write_bytes};
 use unisight_data::decode::{load_rgb, DecodeLimits};
 
-use crate::report::{ItemView, Report, ResultView};
+use crate::labelled::ItemView;
+use crate::report::{Report, ResultView};
 use crate::{Error, Result};
 
 /// Longest side of a thumbnail, in pixels.

@@ -17,6 +17,7 @@ pub mod cluster;
 mod error;
 pub mod evaluate;
 pub mod html;
+pub mod labelled;
 pub mod metrics;
 pub mod report;
 pub mod search;

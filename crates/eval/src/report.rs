@@ -16,23 +16,13 @@ use unisight_core::atomic::atomic_write_bytes;
 use crate::bootstrap::{paired_difference, Interval};
 use crate::chart::line_chart;
 use crate::evaluate::{evaluate, Settings, Side, TaskMetrics};
+use crate::labelled::{ItemView, LabelledSet, LeftOut};
 use crate::{Error, Result};
 
 /// `format` field of `report.json`.
 pub const REPORT_FORMAT: &str = "unisight-eval-report";
 /// Version of `report.json` this build writes and reads.
 pub const REPORT_VERSION: u32 = 1;
-
-/// An item as shown in reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ItemView {
-    /// Item id.
-    pub id: String,
-    /// Image file (for thumbnails).
-    pub path: String,
-    /// Its label for the task.
-    pub label: String,
-}
 
 /// One result of an example query.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,32 +44,6 @@ pub struct ExampleView {
     pub float: Vec<ResultView>,
     /// Ranked by Hamming distance.
     pub bits: Vec<ResultView>,
-}
-
-/// Items of one set that could not take part, and why.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeftOut {
-    /// Listed but without the task's label.
-    pub unlabelled: usize,
-    /// Listed but not embedded (unreadable image).
-    pub unreadable: usize,
-}
-
-/// A set of labelled items with their embeddings, as evaluation reads it.
-#[derive(Debug, Clone)]
-pub struct LabelledSet {
-    /// Name shown in reports, e.g. `grocery:test`.
-    pub name: String,
-    /// One per row.
-    pub items: Vec<ItemView>,
-    /// `[n, dim]` floats.
-    pub embeddings: Vec<f32>,
-    /// `[n, code_bytes]` codes.
-    pub codes: Vec<u8>,
-    /// Group of each row, when near-duplicates are to be excluded by group.
-    pub groups: Option<Vec<String>>,
-    /// Items left out before evaluation.
-    pub left_out: LeftOut,
 }
 
 /// One task of a report.
@@ -502,9 +466,15 @@ pub struct TaskComparison {
     pub notes: Vec<String>,
 }
 
+/// Version of `compare.json` this build writes.
+pub const COMPARE_VERSION: u32 = 1;
+
 /// Several models side by side.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Comparison {
+    /// [`COMPARE_VERSION`] (0: written before the field existed).
+    #[serde(default)]
+    pub format_version: u32,
     /// The row differences are taken against.
     pub baseline: String,
     /// Confidence level of the intervals.
@@ -718,6 +688,7 @@ pub fn compare(
         });
     }
     Ok(Comparison {
+        format_version: COMPARE_VERSION,
         baseline,
         level,
         resamples,

@@ -61,9 +61,14 @@ pub struct ArmComparison {
     pub verdict: String,
 }
 
+/// Version of `report.json` written by `unisight experiment report`.
+pub const EXPERIMENT_REPORT_VERSION: u32 = 1;
+
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentReport {
+    /// [`EXPERIMENT_REPORT_VERSION`].
+    pub format_version: u32,
     /// Per arm, in first-seen order (the control first when it served the first search).
     pub arms: Vec<ArmReport>,
     /// Every other arm against `arms[0]`.
@@ -232,6 +237,7 @@ pub fn experiment_report(events: &[EngagementEvent], control: Option<&str>) -> E
         })
         .collect();
     ExperimentReport {
+        format_version: EXPERIMENT_REPORT_VERSION,
         simulated: arms.iter().any(|a| a.simulated_searches > 0),
         arms,
         comparisons,

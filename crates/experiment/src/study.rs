@@ -267,9 +267,14 @@ pub struct Preference {
     pub second_preferred: Option<Interval>,
 }
 
+/// Version of `study.json` written by `unisight study report`.
+pub const STUDY_REPORT_VERSION: u32 = 1;
+
 /// The study report.
 #[derive(Debug, Clone, Serialize)]
 pub struct StudyReport {
+    /// [`STUDY_REPORT_VERSION`].
+    pub format_version: u32,
     /// The two arms, `[first, second]`: the preference is the second's.
     pub arms: [String; 2],
     /// All ratings.
@@ -389,6 +394,7 @@ pub fn study_report(ratings: &[Rating], arms: Option<[String; 2]>) -> Option<Stu
         ),
     };
     Some(StudyReport {
+        format_version: STUDY_REPORT_VERSION,
         raters: ratings
             .iter()
             .map(|r| r.rater.as_str())

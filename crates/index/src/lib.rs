@@ -41,7 +41,8 @@ mod topk;
 
 pub use error::{Error, Result};
 pub use index::{
-    Index, IndexConfig, Item, IvfSettings, NewItem, Query, Rerank, Scored, Stats, MANIFEST_VERSION,
+    Index, IndexConfig, Item, IvfSettings, NewItem, Query, Rerank, RerankRequest, Scored, Stats,
+    MANIFEST_VERSION,
 };
 pub use kernels::Kernel;
 pub use scan::ScanOptions;

@@ -91,8 +91,7 @@ fn top1_agreement(
 #[test]
 fn catalog_images_get_their_imagenet_class() {
     let Some(shared) = shared() else {
-        eprintln!("skipped: ../shared/data not present");
-        return;
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let classes: Vec<String> =
         std::fs::read_to_string(shared.join("reference/imagenet_classes.txt"))

@@ -26,8 +26,7 @@ fn read_npz(path: &std::path::Path, name: &str) -> (Vec<usize>, Vec<f32>) {
 #[test]
 fn lite0_matches_reference_features_and_logits() {
     let Some(dir) = reference_dir() else {
-        eprintln!("skipped: ../shared/reference not present");
-        return;
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/reference");
     };
     let npz = dir.join("lite0_grocery_reference.npz");
     let (shape, inputs) = read_npz(&npz, "inputs");

@@ -5,7 +5,6 @@
 //! embedding), [`crate::items`] (the catalog's items, mutations), [`crate::ops`] (health,
 //! readiness, metrics), [`crate::events`] and [`crate::study`] (experiments).
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -75,12 +74,11 @@ impl Default for ServiceConfig {
 const IVF_SEED: u64 = 1;
 
 /// One arm: a model (its embedding pool) and the index built with it. A service without an
-/// experiment has one arm, `default`.
+/// experiment has one arm, `default`, assigned by [`AppState::single_arm_assignment`].
 pub struct Arm {
     pub(crate) name: String,
     pub(crate) index: Arc<RwLock<Index>>,
     pub(crate) searches: SearchQueue,
-    pub(crate) keys: RwLock<HashMap<String, u64>>,
     pub(crate) pool: EmbedPool,
     pub(crate) model_bytes: u64,
 }
@@ -110,11 +108,8 @@ impl Arm {
                 "built the inverted file"
             );
         }
-        let mut keys = HashMap::with_capacity(index.len());
-        for item in index.items() {
-            let item = item?;
-            keys.insert(item.key, item.id);
-        }
+        // the index's own key map, built before the first request needs it
+        index.load_keys()?;
         let index = Arc::new(RwLock::new(index));
         let searches = SearchQueue::start(
             index.clone(),
@@ -128,7 +123,6 @@ impl Arm {
             name: name.to_string(),
             index,
             searches,
-            keys: RwLock::new(keys),
             pool,
             model_bytes,
         })
@@ -146,22 +140,9 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// One arm (`default`) over an open index and a started pool.
-    ///
-    /// # Errors
-    /// As [`Arm::new`].
-    pub fn new(
-        index: Index,
-        pool: EmbedPool,
-        model_bytes: u64,
-        config: ServiceConfig,
-    ) -> Result<Self, unisight_index::Error> {
-        let arm = Arm::new("default", index, pool, model_bytes, &config)?;
-        Ok(Self::with_arms(
-            vec![arm],
-            Assignment::new("unisight".into(), &[1.0]),
-            config,
-        ))
+    /// The assignment of a service without an experiment: everyone gets its one arm.
+    pub fn single_arm_assignment() -> Assignment {
+        Assignment::new("unisight".into(), &[1.0])
     }
 
     /// Several arms, users split by `assignment` (whose shares follow `arms`' order).

@@ -11,8 +11,9 @@ use axum::response::Response;
 use axum::Json;
 
 use crate::app::{queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
-use crate::pool::{Embedded, JobError};
+use crate::pool::JobError;
 use crate::similar::{choose_arm, SearchParams};
+use unisight_core::ImageEmbedding as Embedded;
 
 /// An uploaded image: the raw body (`Content-Type: image/*` or `application/octet-stream`) or
 /// the first file part of a `multipart/form-data` body (`curl -F image=@photo.jpg`).

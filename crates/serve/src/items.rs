@@ -16,11 +16,11 @@ use crate::images::{embed_image, Upload};
 
 /// The index id of an item key in an arm (404 for an unknown key).
 pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
-    arm.keys
+    arm.index
         .read()
         .map_err(|_| poisoned())?
-        .get(key)
-        .copied()
+        .id_of_key(key)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", e.to_string()))?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -109,12 +109,7 @@ pub(crate) async fn add_item(
                 "key must be 1 to 1024 bytes",
             ));
         }
-        if state.arms[0]
-            .keys
-            .read()
-            .map_err(|_| poisoned())?
-            .contains_key(&params.key)
-        {
+        if lookup(&state.arms[0], &params.key).is_ok() {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
                 "exists",
@@ -148,10 +143,6 @@ pub(crate) async fn add_item(
                         floats,
                     }])
                     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
-                arm.keys
-                    .write()
-                    .map_err(|_| poisoned())?
-                    .insert(key.clone(), ids[0]);
                 if i == 0 {
                     first_id = ids[0];
                 }
@@ -189,7 +180,6 @@ pub(crate) async fn remove_item(
                 index
                     .remove(&[id])
                     .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
-                arm.keys.write().map_err(|_| poisoned())?.remove(&key);
             }
             Ok(())
         })

@@ -8,18 +8,9 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
-use unisight_core::{Embedder, ModelSpec};
+use unisight_core::{Embedder, ImageEmbedding as Embedded, ModelSpec};
 use unisight_data::decode::{decode_rgb, DecodeLimits};
-use unisight_data::preprocess::to_input;
-
-/// One embedded image.
-#[derive(Debug, Clone)]
-pub struct Embedded {
-    /// L2-normalised embedding.
-    pub embedding: Vec<f32>,
-    /// Packed sign code of the projected vector.
-    pub code: Vec<u8>,
-}
+use unisight_data::preprocess::embed_image;
 
 /// Why a job produced no embedding.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,14 +75,13 @@ impl EmbedPool {
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || {
-                    let spec = embedder.spec().clone();
-                    let mut pixels = vec![0f32; 3 * spec.input_size * spec.input_size];
+                    let mut pixels = Vec::new();
                     for job in receiver {
                         // counted down even if embedding panics (the worker ends then, and the
                         // search thread must not believe an image is still in flight)
                         let done = CountDown(&in_flight);
                         let result =
-                            embed_bytes(embedder.as_mut(), &spec, &job.bytes, &limits, &mut pixels);
+                            embed_bytes(embedder.as_mut(), &job.bytes, &limits, &mut pixels);
                         drop(done);
                         // the requester may have timed out and gone: nothing to do then
                         let _ = job.reply.send(result);
@@ -151,20 +141,12 @@ impl EmbedPool {
 
 fn embed_bytes(
     embedder: &mut dyn Embedder,
-    spec: &ModelSpec,
     bytes: &[u8],
     limits: &DecodeLimits,
-    pixels: &mut [f32],
+    pixels: &mut Vec<f32>,
 ) -> Result<Embedded, JobError> {
     let image = decode_rgb(bytes, limits).map_err(JobError::BadImage)?;
-    to_input(&image, spec.input_size, spec.preprocess, pixels);
-    let out = embedder
-        .embed(pixels, 1)
-        .map_err(|e| JobError::Inference(e.to_string()))?;
-    Ok(Embedded {
-        code: unisight_core::code::pack_signs(&out.projected),
-        embedding: out.normalized,
-    })
+    embed_image(embedder, &image, pixels).map_err(|e| JobError::Inference(e.to_string()))
 }
 
 #[cfg(test)]

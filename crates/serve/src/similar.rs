@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use unisight_index::Rerank;
+use unisight_index::RerankRequest;
 
 use crate::app::{poisoned, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::engagement::SearchRecord;
@@ -68,25 +68,17 @@ pub(crate) async fn run_search(
     rerank: Option<bool>,
 ) -> ApiResult<(Vec<Hit>, f64)> {
     let started = Instant::now();
-    let has_floats = arm
+    let request = match rerank {
+        None => RerankRequest::Auto,
+        Some(true) => RerankRequest::Float,
+        Some(false) => RerankRequest::Off,
+    };
+    let mode = arm
         .index
         .read()
         .map_err(|_| poisoned())?
-        .layout()
-        .floats
-        .is_some();
-    let mode = match rerank {
-        Some(true) if !has_floats => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "no_floats",
-                "this index keeps no float vectors to re-rank with",
-            ))
-        }
-        Some(false) => Rerank::None,
-        _ if has_floats && float.is_some() => Rerank::Float,
-        _ => Rerank::None,
-    };
+        .rerank_for(request, float.is_some())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "no_floats", e.to_string()))?;
     let job = SearchJob {
         code,
         float,

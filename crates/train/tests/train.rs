@@ -52,7 +52,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn folded_tail_matches_the_model_and_survives_saving() {
     let Some(root) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     ort();
     let device = Device::flex();
@@ -208,7 +208,7 @@ fn options(dir: &Path, name: &str, stop_after: Option<usize>) -> TrainOptions {
 #[test]
 fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     let Some(root) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path(), &root, 6, "head");
@@ -220,9 +220,21 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     assert!(whole.skipped_images[0].0.ends_with("broken.jpg"));
     let r1 = whole.eval[0].recall_float[0];
     assert!((0.0..=1.0).contains(&r1));
-    for f in ["history.json", "report.json", "loss.png", "validation.png"] {
+    for f in [
+        "history.json",
+        "report.json",
+        "loss.png",
+        "validation.png",
+        "config.toml",
+    ] {
         assert!(dir.path().join("whole.run").join(f).is_file(), "{f}");
     }
+    // the resolved task file beside the report reads back as the run's config
+    let resolved = TrainConfig::load(&dir.path().join("whole.run/config.toml")).unwrap();
+    assert_eq!(
+        serde_json::to_value(&resolved).unwrap(),
+        serde_json::to_value(&config).unwrap()
+    );
 
     let first = train(&config, &options(dir.path(), "split", Some(4))).unwrap();
     assert!(first.interrupted);
@@ -283,6 +295,16 @@ fn shipped_task_files_parse() {
         if path.extension().is_some_and(|e| e == "toml") {
             let config = TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
             assert!(!config.tasks.is_empty());
+            // what a run writes as its resolved task file parses back to the same config
+            let text =
+                toml::to_string(&config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let back: TrainConfig = toml::from_str(&text).unwrap_or_else(|e| panic!("{text}\n{e}"));
+            assert_eq!(
+                serde_json::to_value(&back).unwrap(),
+                serde_json::to_value(&config).unwrap(),
+                "{}",
+                path.display()
+            );
             n += 1;
         }
     }
@@ -294,7 +316,7 @@ fn shipped_task_files_parse() {
 #[test]
 fn full_fine_tune_from_pixels_trains_the_stem() {
     let Some(root) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let dir = tempfile::tempdir().unwrap();
     let mut config = small_config(dir.path(), &root, 2, "stem");
@@ -323,7 +345,7 @@ fn full_fine_tune_from_pixels_trains_the_stem() {
 #[test]
 fn trains_from_simulated_engagement_and_evaluates_on_human_labels() {
     let Some(root) = grocery() else {
-        return eprintln!("skipped: no ../shared/data");
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path(), &root, 4, "head");

@@ -14,16 +14,73 @@ use unisight_data::decode::DecodeLimits;
 use unisight_data::sources::Input;
 use unisight_embed::EmbedOptions;
 use unisight_eval::evaluate::Settings;
+use unisight_eval::labelled::{ItemView, LabelledSet, LeftOut};
 use unisight_eval::report::{
-    evaluate_task, peak_rss_bytes, CompareEntry, ItemView, LabelledSet, LeftOut, Report,
-    REPORT_FORMAT, REPORT_VERSION,
+    evaluate_task, peak_rss_bytes, CompareEntry, Report, REPORT_FORMAT, REPORT_VERSION,
 };
 use unisight_train::config::{SetRef, TrainConfig};
 
+use crate::args::{CompareArgs, EvalArgs};
 use crate::embedder::{load_model, make_embedder, Backend};
 
+/// Runs `unisight eval`.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let source = match (&args.model, &args.config, &args.embeddings) {
+        (Some(model), Some(config), None) => Source::Model {
+            model,
+            config,
+            data_dir: args.data_dir.as_deref(),
+            tasks: &args.tasks,
+            cache_dir: &args.cache_dir,
+        },
+        (None, _, Some(queries)) => Source::Embeddings {
+            queries,
+            gallery: args.gallery.as_deref(),
+            image_root: args.image_root.as_deref(),
+            task: &args.task,
+        },
+        _ => bail!("give --model with --config, or --embeddings"),
+    };
+    let settings = Settings {
+        ks: Vec::new(),
+        map_r_cap: args.map_r_cap,
+        nmi_max_items: args.nmi_max_items,
+        examples: args.examples,
+        seed: args.seed,
+        ..Settings::default()
+    };
+    run_eval(source, args.k, settings, &args.out)
+}
+
+/// Runs `unisight compare`.
+pub fn compare(args: CompareArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&args.level) || args.level <= 0.0 {
+        bail!("--level must be between 0 and 1, e.g. 0.95");
+    }
+    let entries = args
+        .models
+        .iter()
+        .map(|m| read_entry(m))
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = unisight_eval::report::compare(
+        &entries,
+        &args.tasks,
+        args.baseline.as_deref(),
+        args.resamples,
+        args.level,
+        args.seed,
+    )?;
+    comparison.write(&args.out)?;
+    print!("{}", comparison.to_markdown());
+    eprintln!(
+        "wrote {0}/compare.json, compare.md and compare-*.png",
+        args.out.display()
+    );
+    Ok(())
+}
+
 /// What `unisight eval` reads.
-pub enum Source<'a> {
+enum Source<'a> {
     /// A model and a task file: every task's `eval` sets are embedded (cached) and evaluated.
     Model {
         /// Model file.
@@ -51,7 +108,7 @@ pub enum Source<'a> {
 }
 
 /// Runs the evaluation and writes the report, charts and example page into `out`.
-pub fn run_eval(
+fn run_eval(
     source: Source<'_>,
     ks: Option<Vec<usize>>,
     settings: Settings,
@@ -104,12 +161,22 @@ pub fn run_eval(
                         .with_context(|| format!("listing {name}"))?;
                     let dir = cache.join(format!("{}-{}", set.dataset, set.split));
                     let embedded = embed_cached(&images, embedder, &dir, &model_id)?;
-                    Ok(labelled(
+                    // the embedding folder's rows, by image id (unreadable images have none)
+                    let rows: std::collections::HashMap<&str, usize> = embedded
+                        .items
+                        .iter()
+                        .enumerate()
+                        .map(|(row, item)| (item.id.as_str(), row))
+                        .collect();
+                    Ok(LabelledSet::from_images(
                         name,
                         &images,
-                        &embedded,
                         &label,
                         e.group.as_deref(),
+                        |i| {
+                            rows.get(images[i].id.as_str())
+                                .map(|&row| (embedded.embedding(row), embedded.code(row)))
+                        },
                     ))
                 };
                 let queries = load(&e.queries, embedder.as_mut())?;
@@ -259,55 +326,6 @@ fn embed_cached(
     Ok(EmbeddingSet::load(dir)?)
 }
 
-/// The rows of `embedded` (a subset of `images`, in order) that have `label`, as a set.
-fn labelled(
-    name: &str,
-    images: &[LabeledImage],
-    embedded: &EmbeddingSet,
-    label: &str,
-    group: Option<&str>,
-) -> LabelledSet {
-    let by_id: std::collections::HashMap<&str, &LabeledImage> =
-        images.iter().map(|im| (im.id.as_str(), im)).collect();
-    let mut set = LabelledSet {
-        name: name.to_string(),
-        items: Vec::new(),
-        embeddings: Vec::new(),
-        codes: Vec::new(),
-        groups: group.map(|_| Vec::new()),
-        left_out: LeftOut {
-            unlabelled: 0,
-            unreadable: images.len() - embedded.len(),
-        },
-    };
-    for (row, item) in embedded.items.iter().enumerate() {
-        let Some(image) = by_id.get(item.id.as_str()) else {
-            continue;
-        };
-        let Some(value) = image.labels.get(label) else {
-            set.left_out.unlabelled += 1;
-            continue;
-        };
-        set.items.push(ItemView {
-            id: item.id.clone(),
-            path: image.file.display().to_string(),
-            label: value.clone(),
-        });
-        set.embeddings.extend_from_slice(embedded.embedding(row));
-        set.codes.extend_from_slice(embedded.code(row));
-        if let (Some(groups), Some(field)) = (&mut set.groups, group) {
-            let g = if field == "domain" {
-                image.domain.clone()
-            } else {
-                image.labels.get(field).cloned()
-            };
-            // an item without a group value is a group of its own
-            groups.push(g.unwrap_or_else(|| format!("\u{0}{}", item.id)));
-        }
-    }
-    set
-}
-
 /// An embedding folder as a labelled set: items without a label are left out and counted.
 /// The folder's arrays are compacted in place, so memory stays that of the embeddings.
 fn from_embedding_folder(dir: &Path, set: EmbeddingSet, image_root: Option<&Path>) -> LabelledSet {
@@ -356,7 +374,7 @@ fn from_embedding_folder(dir: &Path, set: EmbeddingSet, image_root: Option<&Path
 }
 
 /// Parses `NAME=REPORT[,REPORT...]` or `REPORT` (named after its model) and reads the reports.
-pub fn read_entry(spec: &str) -> Result<CompareEntry> {
+fn read_entry(spec: &str) -> Result<CompareEntry> {
     let (name, paths) = match spec.split_once('=') {
         Some((name, paths)) if !name.is_empty() => (Some(name.to_string()), paths),
         _ => (None, spec),

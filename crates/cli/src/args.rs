@@ -1,0 +1,522 @@
+//! The command line: every command's arguments, parsed by clap. What each command does is in
+//! [`crate::commands`], one module per command.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::embedder::Backend;
+
+/// One image embedding for several visual-search products.
+#[derive(Debug, Parser)]
+#[command(name = "unisight", version, about)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Embed images (a folder, or a .csv/.jsonl manifest) into an embedding folder.
+    Embed(EmbedArgs),
+    /// Create a zero-shot model file (ImageNet trunk, fixed projection).
+    InitModel(InitModelArgs),
+    /// Export a model as an ONNX graph.
+    ExportOnnx(ExportOnnxArgs),
+    /// Model-only throughput (images/s) on fixed pseudo-random pixels, for benchmarks.
+    BenchModel(BenchModelArgs),
+    /// Train a unified (or, with one task, specialized) embedding from a task file.
+    Train(TrainArgs),
+    /// Evaluate a model on the `eval` sets of a task file (embedded through ONNX Runtime and
+    /// cached), or embedding folders: per task Recall@k, Precision@k, MAP@R and NMI, float and
+    /// bits, worst classes; writes report.json, report.md, Recall@k charts and examples.html.
+    Eval(EvalArgs),
+    /// Put several models' eval reports in one table per task, best marked, differences to the
+    /// baseline with paired bootstrap intervals. Each MODEL is `NAME=REPORT[,REPORT...]` (one
+    /// report per training seed) or a report path.
+    Compare(CompareArgs),
+    /// Serve visual search over HTTP: JSON API, web page at /, OpenAPI at /openapi.json.
+    /// Binds to loopback unless told otherwise; adding and removing items needs the bearer
+    /// token named by --token-env (off when that variable is unset). With --experiment, serves
+    /// the file's arms side by side, logs engagement and runs its rater study at /study.
+    Serve(ServeArgs),
+    /// Turn Debian's Fashion-MNIST package (`apt-get install dataset-fashion-mnist`) into an
+    /// image folder (`OUT/{train,test}/<class>/*.png`) that task files can name.
+    ImportFashionMnist(ImportFashionMnistArgs),
+    /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
+    /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
+    SummarizeRuns(SummarizeRunsArgs),
+    /// Bounded load test of a running `unisight serve` on loopback: searches by id, by image,
+    /// and uploads a tenth of them malformed, at each concurrency level; fails on any 5xx.
+    LoadTest(crate::commands::load_test::Settings),
+    /// Write a SIMULATED engagement log (searches by a baseline embedding, position-biased
+    /// clicks and saves) from a labelled set, to test training from engagement end to end.
+    SimulateEngagement(SimulateEngagementArgs),
+    /// Build and change binary-code indexes.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
+    /// Online experiments: reports from the engagement log the service writes.
+    Experiment {
+        #[command(subcommand)]
+        command: ExperimentCommand,
+    },
+    /// Side-by-side relevance studies: reports from the ratings the study page stores.
+    Study {
+        #[command(subcommand)]
+        command: StudyCommand,
+    },
+    /// Search an index by image or by the key of an indexed item.
+    Search(SearchArgs),
+}
+
+/// Arguments of `unisight embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Model file; without it, the zero-shot EfficientNet-Lite0 (D = 1280, no projection).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Folder of images, or manifest with a `path` column / key.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Folder manifest paths are resolved in (default: the manifest's folder).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images per inference call.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Inference threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Inference backend.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+}
+
+/// Arguments of `unisight init-model`.
+#[derive(Debug, Args)]
+pub struct InitModelArgs {
+    /// Trunk: lite0, lite1 or lite2.
+    #[arg(long, default_value = "lite0")]
+    pub arch: String,
+    /// Embedding dimension D (1280 = no projection; else a random orthogonal projection).
+    #[arg(long, default_value_t = 256)]
+    pub dim: usize,
+    /// Seed of the random projection.
+    #[arg(long, default_value_t = unisight_model::DEFAULT_PROJECTION_SEED)]
+    pub seed: u64,
+    /// Output model file (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `unisight export-onnx`.
+#[derive(Debug, Args)]
+pub struct ExportOnnxArgs {
+    /// Model file (default: zero-shot Lite0).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Output .onnx file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `unisight bench-model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// Model file (default: zero-shot Lite0).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Images per call.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Timed calls (after one warm-up call).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Inference threads per session (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Sessions run side by side, each on its own thread (as `serve --workers` runs
+    /// them); the rate printed is their total.
+    #[arg(long, default_value_t = 1)]
+    pub sessions: usize,
+    /// Inference backend.
+    #[arg(long, value_enum, default_value_t = Backend::Ort)]
+    pub backend: Backend,
+}
+
+/// Arguments of `unisight train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The task file (TOML: datasets, tasks, model, training).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Where to write the trained model file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Folder that relative dataset roots are resolved in (default: the task file's folder).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Checkpoints, history.json, report.json and charts (default: OUT.run/). A run
+    /// resumes from the latest checkpoint here.
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Trunk-map caches, shared between runs (default: .cache/trunk).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Override the task file's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Stop after this step, checkpointed, as if interrupted (rerun to resume).
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `unisight eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model file (with --config).
+    #[arg(long, requires = "config", conflicts_with = "embeddings")]
+    pub model: Option<PathBuf>,
+    /// Task file whose tasks' `eval` sections name query and gallery sets.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Folder that relative dataset roots of the task file are in.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Only these tasks (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Cache of embedded evaluation sets, per model.
+    #[arg(long, default_value = ".cache/embeddings")]
+    pub cache_dir: PathBuf,
+    /// Query embeddings (an `unisight embed` folder whose items carry labels).
+    #[arg(long, required_unless_present = "model")]
+    pub embeddings: Option<PathBuf>,
+    /// Gallery embeddings (default: leave-one-out within the queries).
+    #[arg(long, requires = "embeddings")]
+    pub gallery: Option<PathBuf>,
+    /// Folder the embedding folders' item paths are relative to (for thumbnails).
+    #[arg(long, requires = "embeddings")]
+    pub image_root: Option<PathBuf>,
+    /// Task name in the report (embedding folders).
+    #[arg(long, default_value = "task", requires = "embeddings")]
+    pub task: String,
+    /// k of Recall@k and Precision@k (default: the task file's, else 1,5,10).
+    #[arg(long, value_delimiter = ',')]
+    pub k: Option<Vec<usize>>,
+    /// MAP@R reads at most this many results per query.
+    #[arg(long, default_value_t = 1000)]
+    pub map_r_cap: usize,
+    /// NMI clusters at most this many queries (0: no NMI).
+    #[arg(long, default_value_t = 10_000)]
+    pub nmi_max_items: usize,
+    /// Example queries per task on the HTML page.
+    #[arg(long, default_value_t = 12)]
+    pub examples: usize,
+    /// Seed of the NMI sample, k-means and the examples.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `unisight compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Models to compare.
+    #[arg(required = true)]
+    pub models: Vec<String>,
+    /// Name of the baseline model (default: the first).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Only these tasks (comma-separated; default: every task of the reports).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub level: f64,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (compare.json, compare.md, charts).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `unisight serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Model file (default: zero-shot Lite0, which must match the index).
+    #[arg(long, conflicts_with = "experiment")]
+    pub model: Option<PathBuf>,
+    /// Index folder.
+    #[arg(long, required_unless_present = "experiment")]
+    pub index: Option<PathBuf>,
+    /// Experiment file (arms, engagement log, study); replaces --model and --index.
+    #[arg(long)]
+    pub experiment: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: std::net::SocketAddr,
+    /// Embedding workers (each an ONNX Runtime session).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Threads per embedding worker (0: ONNX Runtime decides).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Threads one search's scan is split over (default: every core).
+    #[arg(long)]
+    pub search_threads: Option<usize>,
+    /// Most concurrent searches answered by one pass over the codes.
+    #[arg(long, default_value_t = 32)]
+    pub search_batch: usize,
+    /// Search through an inverted file of this many lists instead of scanning every code:
+    /// approximate, and its cost hardly grows with the index (0: the exact scan). About
+    /// the square root of the item count is a usual start; `unisight index ivf-recall`
+    /// measures what it finds.
+    #[arg(long, default_value_t = 0)]
+    pub ivf_lists: usize,
+    /// Lists an inverted-file search scans per query (more: higher recall, slower).
+    #[arg(long, default_value_t = 16)]
+    pub ivf_probes: usize,
+    /// Requests that may wait for a worker before the service answers 503.
+    #[arg(long, default_value_t = 32)]
+    pub queue: usize,
+    /// Folder the items' paths are relative to, for result thumbnails.
+    #[arg(long)]
+    pub image_root: Option<PathBuf>,
+    /// Largest upload, in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub max_body_mib: usize,
+    /// Largest image, in megapixels (checked from the header before decoding).
+    #[arg(long, default_value_t = 40)]
+    pub max_megapixels: u64,
+    /// Seconds a request may take.
+    #[arg(long, default_value_t = 10)]
+    pub timeout_s: u64,
+    /// Environment variable holding the bearer token for add and remove.
+    #[arg(long, default_value = "UNISIGHT_TOKEN")]
+    pub token_env: String,
+}
+
+/// Arguments of `unisight import-fashion-mnist`.
+#[derive(Debug, Args)]
+pub struct ImportFashionMnistArgs {
+    /// Folder with the gzipped IDX files.
+    #[arg(long, default_value = unisight_data::fashion_mnist::DEBIAN_DIR)]
+    pub from: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Training images per class.
+    #[arg(long, default_value_t = 300)]
+    pub train_per_class: usize,
+    /// Test images per class.
+    #[arg(long, default_value_t = 100)]
+    pub test_per_class: usize,
+}
+
+/// Arguments of `unisight summarize-runs`.
+#[derive(Debug, Args)]
+pub struct SummarizeRunsArgs {
+    /// Work folders of finished runs (`OUT.run`).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+}
+
+/// Arguments of `unisight simulate-engagement`.
+#[derive(Debug, Args)]
+pub struct SimulateEngagementArgs {
+    /// Task file naming the dataset.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Folder relative dataset roots are resolved in (default: the task file's folder).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The labelled set, `dataset:split`.
+    #[arg(long)]
+    pub set: String,
+    /// Label field that decides which results simulated users find relevant.
+    #[arg(long)]
+    pub label: String,
+    /// Baseline model that ranks the results shown (default: zero-shot Lite0).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Searches to simulate.
+    #[arg(long, default_value_t = 5000)]
+    pub searches: usize,
+    /// Results shown per search.
+    #[arg(long, default_value_t = 20)]
+    pub shown: usize,
+    /// Seed of the simulated users.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The log to write (JSON Lines; every event has "simulated": true).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `unisight search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Index folder.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Query image.
+    #[arg(long, conflicts_with = "id", required_unless_present = "id")]
+    pub image: Option<PathBuf>,
+    /// Key of an indexed item ("more like this").
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Model file used to embed the query image (default: zero-shot Lite0).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Number of results.
+    #[arg(short, long, default_value_t = 10)]
+    pub k: usize,
+    /// Re-rank the k * R nearest by Hamming with floats (0 = no re-ranking).
+    #[arg(long, default_value_t = 0)]
+    pub rerank: usize,
+    /// Re-ranking: stored floats, or the float query against stored bits.
+    #[arg(long, value_enum, default_value_t = RerankMode::Float)]
+    pub rerank_mode: RerankMode,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RerankMode {
+    Float,
+    Asymmetric,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum FloatStorage {
+    None,
+    F16,
+    F32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// Per arm: searches, click-through rate, saves per search, MRR of the first click, with
+    /// 95% intervals; each arm tested against the control (says when data are too few).
+    Report {
+        /// Log folder (the experiment's `[log] dir`).
+        #[arg(long)]
+        log: PathBuf,
+        /// Log file stem.
+        #[arg(long, default_value = "engagement")]
+        stem: String,
+        /// Control arm (default: the first arm in the log).
+        #[arg(long)]
+        control: Option<String>,
+        /// Also write report.json and report.md here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StudyCommand {
+    /// Preference rate with a 95% interval, per task, rater agreement, relevance marks.
+    Report {
+        /// Ratings file (the experiment's `[study] ratings`).
+        #[arg(long)]
+        ratings: PathBuf,
+        /// The two arms, baseline first (default: as named in the ratings, sorted).
+        #[arg(long, num_args = 2)]
+        arms: Option<Vec<String>>,
+        /// Also write study.json and study.md here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Create an index from an embedding folder (`unisight embed` output).
+    Build {
+        /// Embedding folder.
+        #[arg(long)]
+        from: PathBuf,
+        /// Index folder to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Keep float vectors for re-ranking.
+        #[arg(long, value_enum, default_value_t = FloatStorage::F16)]
+        floats: FloatStorage,
+        /// Keep no string keys or paths: an item costs its code and id (plus floats), and its
+        /// key is its id, which for a new index is its row in the embedding folder.
+        #[arg(long)]
+        no_keys: bool,
+    },
+    /// Add the items of an embedding folder (keys must be new).
+    Add {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Embedding folder.
+        #[arg(long)]
+        from: PathBuf,
+    },
+    /// Remove items by key.
+    Remove {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Keys to remove.
+        #[arg(required = true)]
+        keys: Vec<String>,
+    },
+    /// Rewrite the index without deleted items.
+    Compact {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+    },
+    /// Print counts and sizes.
+    Stats {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+    },
+    /// How much of the exact top-k an inverted file finds, and how fast, for the lists and probes
+    /// `serve --ivf-lists --ivf-probes` would use. Queries are sampled stored items (each left
+    /// out of its own results); recall@k is the share of the exact top-k found.
+    IvfRecall {
+        /// Index folder.
+        #[arg(long)]
+        index: PathBuf,
+        /// Lists of the inverted file.
+        #[arg(long)]
+        lists: usize,
+        /// Probes to try, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,4,16,64")]
+        probes: Vec<usize>,
+        /// Queries sampled from the index.
+        #[arg(long, default_value_t = 1000)]
+        queries: usize,
+        /// Results compared per query.
+        #[arg(short, long, default_value_t = 10)]
+        k: usize,
+        /// Seed of the query sample and of the inverted file.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}

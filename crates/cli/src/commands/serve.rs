@@ -1,0 +1,202 @@
+//! `unisight serve`: one index, or an experiment file's arms, behind the HTTP service. Both
+//! start their arms the same way ([`start_arm`]): open the index, start one embedding session
+//! per worker, check that the model's codes fit the index.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use unisight_data::decode::DecodeLimits;
+use unisight_experiment::study::read_queries;
+use unisight_experiment::{EventLog, ExperimentConfig, LogOptions, RatingsFile};
+use unisight_index::Index;
+use unisight_serve::pool::EmbedPool;
+use unisight_serve::study::Study;
+use unisight_serve::{AppState, Arm, ServiceConfig};
+
+use crate::args::ServeArgs;
+use crate::embedder::{load_model, make_embedder, Backend};
+
+/// Embedding sessions of each arm.
+struct ArmWorkers {
+    /// Sessions per arm.
+    workers: usize,
+    /// Threads per session (0: ONNX Runtime decides).
+    threads: usize,
+    /// Jobs that may wait per arm.
+    queue: usize,
+}
+
+/// Runs `unisight serve` until Ctrl-C.
+pub fn run(args: ServeArgs) -> Result<()> {
+    let token = std::env::var(&args.token_env)
+        .ok()
+        .filter(|t| !t.is_empty());
+    let max_body_bytes = args.max_body_mib << 20;
+    let limits = DecodeLimits {
+        max_file_bytes: max_body_bytes as u64,
+        max_pixels: args.max_megapixels * 1_000_000,
+    };
+    let config = ServiceConfig {
+        max_body_bytes,
+        timeout: Duration::from_secs(args.timeout_s),
+        token: token.clone(),
+        image_root: args.image_root,
+        search_threads: args
+            .search_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        max_search_batch: args.search_batch,
+        ivf: (args.ivf_lists > 0).then_some(unisight_index::IvfSettings {
+            lists: args.ivf_lists,
+            probes: args.ivf_probes,
+        }),
+        ..Default::default()
+    };
+    let workers = ArmWorkers {
+        workers: args.workers,
+        threads: args.threads,
+        queue: args.queue,
+    };
+    let state = match (&args.experiment, &args.index) {
+        (Some(experiment), _) => experiment_state(experiment, &workers, limits, config)
+            .with_context(|| experiment.display().to_string())?,
+        (None, Some(index)) => {
+            let arm = start_arm(
+                "default",
+                args.model.as_deref(),
+                index,
+                &workers,
+                limits,
+                &config,
+            )?;
+            AppState::with_arms(vec![arm], AppState::single_arm_assignment(), config)
+        }
+        (None, None) => return Err(anyhow!("--index or --experiment is needed")),
+    };
+    if args.ivf_lists > 0 {
+        eprintln!(
+            "searching through an inverted file: {} lists, {} probed per query (approximate)",
+            args.ivf_lists, args.ivf_probes
+        );
+    }
+    unisight_serve::serve_blocking(args.addr, state, |bound| {
+        println!("listening on http://{bound}/");
+        if token.is_none() {
+            println!(
+                "(adding and removing items is off: ${} is not set)",
+                args.token_env
+            );
+        }
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(())
+}
+
+/// One arm: its index (writable when mutations are on), one embedding session per worker,
+/// and the check that the model's codes are the index's width.
+fn start_arm(
+    name: &str,
+    model: Option<&Path>,
+    index: &Path,
+    workers: &ArmWorkers,
+    limits: DecodeLimits,
+    config: &ServiceConfig,
+) -> Result<Arm> {
+    let context = || format!("arm `{name}`");
+    let index = if config.token.is_some() {
+        Index::open_writable(index)
+    } else {
+        Index::open(index)
+    }
+    .with_context(context)?;
+    let mut embedders = Vec::new();
+    for _ in 0..workers.workers.max(1) {
+        let (net, model_id) = load_model(model).with_context(context)?;
+        embedders.push(make_embedder(
+            net,
+            &model_id,
+            Backend::Auto,
+            workers.threads,
+        )?);
+    }
+    let bits = embedders[0].spec().code_bytes() * 8;
+    if bits != index.layout().bits {
+        bail!(
+            "arm `{name}`: the model makes {bits}-bit codes but the index holds {}-bit codes",
+            index.layout().bits
+        );
+    }
+    // the zero-shot model is made in memory: no file, no size
+    let model_bytes = match model {
+        Some(path) => std::fs::metadata(path)
+            .with_context(|| path.display().to_string())?
+            .len(),
+        None => 0,
+    };
+    let pool = EmbedPool::start(embedders, workers.queue, limits);
+    Ok(Arm::new(name, index, pool, model_bytes, config)?)
+}
+
+/// The service state of an experiment file: every arm's model and index, the log and the
+/// study when the file has them.
+fn experiment_state(
+    path: &Path,
+    workers: &ArmWorkers,
+    limits: DecodeLimits,
+    config: ServiceConfig,
+) -> Result<AppState> {
+    let experiment = ExperimentConfig::load(path)?;
+    let mut arms = Vec::new();
+    for arm in &experiment.arms {
+        arms.push(start_arm(
+            &arm.name,
+            Some(&arm.model),
+            &arm.index,
+            workers,
+            limits,
+            &config,
+        )?);
+    }
+    let mut state = AppState::with_arms(arms, experiment.assignment(), config);
+    if let Some(log) = &experiment.log {
+        let (log, opened) = EventLog::open(LogOptions {
+            dir: log.dir.clone(),
+            stem: log.stem.clone(),
+            rotate_bytes: log.rotate_mib << 20,
+            keep_files: log.keep_files,
+            sync_interval: Duration::from_secs(1),
+        })?;
+        if opened.repaired_bytes > 0 {
+            eprintln!(
+                "{}: cut {} bytes of a torn last line (an earlier process was killed mid-write)",
+                log.current_path().display(),
+                opened.repaired_bytes
+            );
+        }
+        state = state.with_engagement_log(log);
+    }
+    if let Some(study) = &experiment.study {
+        let root = study
+            .root
+            .clone()
+            .or_else(|| study.queries.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let queries = read_queries(&study.queries, &root)?;
+        let (ratings, old) = RatingsFile::open(&study.ratings)?;
+        eprintln!(
+            "study: {} queries, {} ratings so far in {}",
+            queries.len(),
+            old.len(),
+            study.ratings.display()
+        );
+        state = state.with_study(Study::new(
+            experiment.salt(),
+            study.arms.clone(),
+            queries,
+            study.k,
+            ratings,
+        ));
+    }
+    Ok(state)
+}

@@ -1,0 +1,86 @@
+//! `unisight train` and `unisight summarize-runs`: a task file into a model file, resumable from
+//! the run's checkpoints, and the table of finished runs.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use unisight_train::config::TrainConfig;
+use unisight_train::trainer::{train, TrainOptions};
+
+use crate::args::{SummarizeRunsArgs, TrainArgs};
+
+/// Where trunk-map caches go unless `--cache-dir` says otherwise.
+pub const DEFAULT_TRUNK_CACHE: &str = ".cache/trunk";
+
+/// Runs `unisight train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut config = TrainConfig::load_with_data_dir(&args.config, args.data_dir.as_deref())?;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    let out = args.out;
+    let work_dir = args.work_dir.unwrap_or_else(|| {
+        let mut name = out.file_name().unwrap_or_default().to_os_string();
+        name.push(".run");
+        out.with_file_name(name)
+    });
+    let options = TrainOptions {
+        out: out.clone(),
+        work_dir: work_dir.clone(),
+        cache_dir: args
+            .cache_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_TRUNK_CACHE)),
+        progress: !args.quiet,
+        stop_after: args.stop_after,
+    };
+    let report = train(&config, &options)?;
+    if report.interrupted {
+        println!(
+            "stopped after step {} (checkpointed in {}); run the same command again to resume",
+            report.steps,
+            work_dir.display()
+        );
+        return Ok(());
+    }
+    println!(
+        "trained {} steps ({} in this run, {:.1} img/s; trunk cache {:.0} s); model: {}",
+        report.steps,
+        report.steps_this_run,
+        report.images_per_second,
+        report.cache_seconds,
+        out.display()
+    );
+    if !report.skipped_images.is_empty() {
+        println!(
+            "skipped {} unreadable images (listed in {}/report.json)",
+            report.skipped_images.len(),
+            work_dir.display()
+        );
+    }
+    for e in &report.eval {
+        let ks: Vec<String> =
+            e.k.iter()
+                .zip(e.recall_float.iter().zip(&e.recall_bits))
+                .map(|(k, (f, b))| format!("R@{k} {f:.3} (bits {b:.3})"))
+                .collect();
+        println!(
+            "{:<16} {} -> {}: {}",
+            e.task,
+            e.queries,
+            e.gallery,
+            ks.join("  ")
+        );
+    }
+    println!(
+        "curves: {0}/history.json, {0}/loss.png, {0}/validation.png",
+        work_dir.display()
+    );
+    Ok(())
+}
+
+/// Runs `unisight summarize-runs`.
+pub fn summarize(args: SummarizeRunsArgs) -> Result<()> {
+    let dirs: Vec<&Path> = args.runs.iter().map(PathBuf::as_path).collect();
+    print!("{}", unisight_train::summary::summarize(&dirs)?);
+    Ok(())
+}

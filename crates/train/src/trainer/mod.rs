@@ -1,0 +1,408 @@
+//! The training run: cache the frozen front, train the rest with the multi-task loss, validate,
+//! checkpoint, resume, evaluate, save the model. The run is split by what each part does:
+//! [`setup`] (base model, network, banks, optimizer), [`step`] (one step of the loss),
+//! [`validate`] (Recall@k through the eval crate, as `unisight eval` measures it) and
+//! [`checkpoint`] (checkpoints and the model file).
+//!
+//! Batches, augmentation and negative sampling are functions of (seed, step), and the
+//! optimizer state is restored by stable parameter ids, so a resumed run continues exactly
+//! where the interrupted one was.
+
+mod checkpoint;
+mod setup;
+mod step;
+mod validate;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{self, PixelSource, TrainInputs};
+use crate::config::{ProxyMode, Schedule, TrainConfig};
+use crate::loss::ProxySet;
+use crate::network::TrainFrom;
+use crate::plan::{mix, Sampler, TrainingSet};
+use crate::sparse::SparseOptim;
+use crate::{Error, Result};
+use checkpoint::{latest_checkpoint, save_checkpoint, save_model};
+use setup::{base_model, make_optimizer, network_from};
+use validate::Evaluator;
+
+pub use checkpoint::TaskHead;
+
+/// Where a run writes and how it reports.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The model file to write at the end.
+    pub out: PathBuf,
+    /// Checkpoints, curves and the report.
+    pub work_dir: PathBuf,
+    /// Trunk-map caches (shared between runs with the same frozen front).
+    pub cache_dir: PathBuf,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Stop after this step as if interrupted (the checkpoint of that step is written first).
+    pub stop_after: Option<usize>,
+}
+
+/// Loss of every task at one step.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepLog {
+    /// Step (0-based).
+    pub step: usize,
+    /// Learning rate of the new parameters.
+    pub lr: f64,
+    /// Per task, in config order (`None`: no labelled image in the batch).
+    pub losses: Vec<Option<f64>>,
+}
+
+/// Retrieval quality of one task on one query/gallery pair.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskEval {
+    /// Task name.
+    pub task: String,
+    /// Step it was measured at.
+    pub step: usize,
+    /// Query set.
+    pub queries: String,
+    /// Gallery set (`self`: leave-one-out).
+    pub gallery: String,
+    /// The k of the recalls.
+    pub k: Vec<usize>,
+    /// Recall@k with float embeddings (cosine).
+    pub recall_float: Vec<f64>,
+    /// Recall@k with the binary codes (Hamming).
+    pub recall_bits: Vec<f64>,
+}
+
+/// Curves of a run, written as `history.json` and plotted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct History {
+    /// Task names.
+    pub tasks: Vec<String>,
+    /// Per-step losses.
+    pub steps: Vec<StepLog>,
+    /// Validation measurements.
+    pub validation: Vec<TaskEval>,
+}
+
+/// Version of a run's `report.json` this build writes.
+pub const TRAIN_REPORT_VERSION: u32 = 1;
+
+/// What a finished run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// [`TRAIN_REPORT_VERSION`] (0: written before the field existed).
+    #[serde(default)]
+    pub format_version: u32,
+    /// Steps trained in all.
+    pub steps: usize,
+    /// Steps of this invocation (fewer after a resume).
+    pub steps_this_run: usize,
+    /// Training throughput of this invocation, images per second.
+    pub images_per_second: f64,
+    /// Seconds spent building the trunk cache.
+    pub cache_seconds: f64,
+    /// Images that could not be read and were skipped.
+    pub skipped_images: Vec<(String, String)>,
+    /// Final evaluation per task.
+    pub eval: Vec<TaskEval>,
+    /// Whether the run stopped early (`stop_after`).
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunState {
+    fingerprint: u32,
+    step: usize,
+    history: History,
+}
+
+/// The resolved task file a run writes into its work folder.
+pub const RESOLVED_CONFIG: &str = "config.toml";
+
+/// Name under which task proxies are stored.
+pub fn proxies_key(task: usize) -> String {
+    format!("proxies.{task}")
+}
+
+/// Trains per `config`. Resumes from the latest checkpoint in `options.work_dir` when it
+/// belongs to the same config.
+///
+/// # Errors
+/// Config, data, model, runtime and I/O errors; a checkpoint from a different config.
+pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport> {
+    let device = Device::flex();
+    let train_device = device.clone().autodiff();
+    let set = TrainingSet::load(config)?;
+    // the task file as this run resolved it (defaults filled in, paths absolute), next to
+    // the report it explains
+    std::fs::create_dir_all(&options.work_dir).map_err(|e| Error::io(&options.work_dir, e))?;
+    let resolved = toml::to_string(config).map_err(|e| Error::Config {
+        path: options.work_dir.join(RESOLVED_CONFIG),
+        what: e.to_string(),
+    })?;
+    unisight_core::atomic::atomic_write_bytes(
+        &options.work_dir.join(RESOLVED_CONFIG),
+        resolved.as_bytes(),
+    )?;
+    let base = base_model(config, &device)?;
+    let arch = config.model.architecture;
+    let blocks = unisight_model::efficientnet::block_strides(arch).len();
+    if let TrainFrom::Block(k) = config.model.train_from {
+        if k == 0 || k >= blocks {
+            return Err(Error::Config {
+                path: PathBuf::from("model.train_from"),
+                what: format!("block{k}: the first trainable block must be 1..{}; use \"stem\" to train everything", blocks - 1),
+            });
+        }
+    }
+
+    // cache entries: training images with all views, evaluation images with the plain one
+    let (entries, evaluator) = Evaluator::plan(config, &set)?;
+    let started = Instant::now();
+    let trunk_cache = if config.model.train_from == TrainFrom::Stem {
+        TrainInputs::Pixels(PixelSource::new(
+            &entries,
+            &base,
+            &config.augment,
+            config.seed,
+        ))
+    } else {
+        TrainInputs::Cached(cache::build(
+            &options.cache_dir,
+            &base,
+            config.model.train_from,
+            &entries,
+            &config.augment,
+            config.seed,
+            options.progress,
+        )?)
+    };
+    let cache_seconds = started.elapsed().as_secs_f64();
+
+    let views = config.train.views;
+    let sampler = Sampler::new(&set, config.train.batch_size, views, config.seed);
+    let total_steps = match (config.train.steps, config.train.epochs) {
+        (Some(s), _) => s,
+        (None, Some(e)) => ((e * sampler.steps_per_epoch() as f64).round() as usize).max(1),
+        (None, None) => unreachable!("checked in the config"),
+    };
+    let warmup = config.train.warmup_steps.unwrap_or(0).min(total_steps);
+    let fingerprint = crc32c::crc32c(
+        &serde_json::to_vec(&(config, set.images.len(), total_steps)).expect("config serialises"),
+    );
+
+    // network and optimizer, fresh or from the latest checkpoint
+    let checkpoints = options.work_dir.join("checkpoints");
+    let (mut net, mut banks, mut optim, mut state) = match latest_checkpoint(&checkpoints)? {
+        Some(dir) => {
+            let state: RunState = read_json(&dir.join("state.json"))?;
+            if state.fingerprint != fingerprint {
+                return Err(Error::Resume {
+                    path: dir,
+                    what: "checkpoint of a different task file or dataset; use another --work-dir or delete it".into(),
+                });
+            }
+            let (_, weights) = unisight_model::model_file::read(&dir.join("network.safetensors"))?;
+            let (net, banks) = network_from(&weights, config, &set, &train_device)?;
+            let bytes = std::fs::read(dir.join("optimizer.bpk"))
+                .map_err(|e| Error::io(dir.join("optimizer.bpk"), e))?;
+            let optim = make_optimizer(config)
+                .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+                .map_err(|e| Error::Resume {
+                    path: dir.join("optimizer.bpk"),
+                    what: e.to_string(),
+                })?;
+            (net, banks, optim, state)
+        }
+        None => {
+            let mut weights = base.to_weights();
+            for (t, task) in set.tasks.iter().enumerate() {
+                let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed, 0x7072_6f78, t as u64));
+                let values: Vec<f32> = (0..task.classes.len() * config.model.dim)
+                    .map(|_| StandardNormal.sample(&mut rng))
+                    .collect();
+                weights.insert(
+                    proxies_key(t),
+                    vec![task.classes.len(), config.model.dim],
+                    values,
+                );
+            }
+            let (net, banks) = network_from(&weights, config, &set, &train_device)?;
+            let state = RunState {
+                fingerprint,
+                step: 0,
+                history: History {
+                    tasks: set.tasks.iter().map(|t| t.name.clone()).collect(),
+                    ..History::default()
+                },
+            };
+            (net, banks, make_optimizer(config), state)
+        }
+    };
+    let sparse_optim = SparseOptim {
+        kind: config.train.optimizer,
+        weight_decay: config.train.weight_decay,
+        momentum: config.train.momentum,
+    };
+    let trunk_ids = net.trunk_param_ids();
+    let proxy_sets: Vec<ProxySet> = config
+        .tasks
+        .iter()
+        .map(|t| match t.proxies {
+            ProxyMode::All => ProxySet::All,
+            ProxyMode::Sampled => ProxySet::Sampled {
+                budget: t.proxy_budget,
+            },
+        })
+        .collect();
+    let ctx = step::StepContext {
+        config,
+        set: &set,
+        inputs: &trunk_cache,
+        sampler: &sampler,
+        proxy_sets: &proxy_sets,
+        trunk_ids: &trunk_ids,
+        sparse_optim: &sparse_optim,
+        total_steps,
+        warmup,
+        device: &train_device,
+    };
+
+    let bar = if options.progress {
+        ProgressBar::new(total_steps as u64)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("train {bar:30} {pos}/{len} steps  epoch {msg}  ETA {eta}")
+            .expect("valid template"),
+    );
+    bar.set_position(state.step as u64);
+    let first_step = state.step;
+    let loop_started = Instant::now();
+    let mut images_seen = 0usize;
+    let mut interrupted = false;
+    let validate_every = config.train.validate_every;
+    if state.step == 0 && validate_every > 0 {
+        // the starting point of the curves
+        let evals = evaluator.run(&net, &trunk_cache, config, &set, 0, true)?;
+        state.history.validation.extend(evals);
+    }
+    while state.step < total_steps {
+        let step = state.step;
+        let (next, log, images) = step::train_step(&ctx, net, &mut banks, &mut optim, step);
+        net = next;
+        images_seen += images;
+        state.history.steps.push(log);
+        state.step += 1;
+        bar.set_message(format!(
+            "{:.2}  loss {}  {:.1} img/s",
+            state.step as f64 / sampler.steps_per_epoch() as f64,
+            loss_summary(&state.history, &set),
+            images_seen as f64 / loop_started.elapsed().as_secs_f64().max(1e-9)
+        ));
+        bar.set_position(state.step as u64);
+        if validate_every > 0 && state.step % validate_every == 0 && state.step < total_steps {
+            let evals = evaluator.run(&net, &trunk_cache, config, &set, state.step, true)?;
+            state.history.validation.extend(evals);
+        }
+        let stop_now =
+            options.stop_after.is_some_and(|s| state.step >= s) && state.step < total_steps;
+        if state.step % config.train.checkpoint_every == 0 || stop_now {
+            save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
+        }
+        if stop_now {
+            interrupted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let steps_this_run = state.step - first_step;
+    let images_per_second = images_seen as f64 / loop_started.elapsed().as_secs_f64().max(1e-9);
+    let mut eval = Vec::new();
+    if !interrupted {
+        if validate_every > 0 {
+            let v = evaluator.run(&net, &trunk_cache, config, &set, state.step, true)?;
+            state.history.validation.extend(v);
+        }
+        eval = evaluator.run(&net, &trunk_cache, config, &set, state.step, false)?;
+        save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
+        save_model(&base, &net, &banks, &set, &options.out)?;
+    }
+    let report = TrainReport {
+        format_version: TRAIN_REPORT_VERSION,
+        steps: state.step,
+        steps_this_run,
+        images_per_second,
+        cache_seconds,
+        skipped_images: trunk_cache.failures().to_vec(),
+        eval,
+        interrupted,
+    };
+    std::fs::create_dir_all(&options.work_dir).map_err(|e| Error::io(&options.work_dir, e))?;
+    write_json(&options.work_dir.join("history.json"), &state.history)?;
+    if !interrupted {
+        write_json(&options.work_dir.join("report.json"), &report)?;
+        crate::plot::plot_history(&state.history, &options.work_dir)?;
+    }
+    Ok(report)
+}
+
+fn loss_summary(history: &History, set: &TrainingSet) -> String {
+    let recent = &history.steps[history.steps.len().saturating_sub(20)..];
+    set.tasks
+        .iter()
+        .enumerate()
+        .map(|(t, task)| {
+            let v: Vec<f64> = recent.iter().filter_map(|s| s.losses[t]).collect();
+            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+            format!("{}={mean:.3}", task.name)
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Learning rate of the new parameters at `step`: constant through warm-up, then decayed.
+pub fn learning_rate(config: &TrainConfig, step: usize, total: usize, warmup: usize) -> f64 {
+    let base = config.train.lr;
+    if step < warmup {
+        return base;
+    }
+    let span = (total - warmup).max(1) as f64;
+    let progress = (step - warmup) as f64 / span;
+    match config.train.schedule {
+        Schedule::Constant => base,
+        Schedule::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+        Schedule::Step => {
+            if progress >= 8.0 / 9.0 {
+                base * 0.01
+            } else if progress >= 2.0 / 3.0 {
+                base * 0.1
+            } else {
+                base
+            }
+        }
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).expect("serialises");
+    unisight_core::atomic::atomic_write_bytes(path, &bytes)?;
+    Ok(())
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
+        path: path.into(),
+        what: e.to_string(),
+    })
+}
