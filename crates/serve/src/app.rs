@@ -1,7 +1,7 @@
 //! The service's state and routes. Every error is JSON `{"error": code, "reason": text}` with a
 //! 4xx status for anything the client can fix (bad image, unknown id, wrong content type, too
 //! large), 503 with `Retry-After` when a queue is full, 504 when a request runs past its time.
-//! The handlers live by concern: [`crate::similar`] (searches), [`crate::images`] (uploads and
+//! The handlers live by concern: [`crate::search`] (searches), [`crate::images`] (uploads and
 //! embedding), [`crate::items`] (the catalog's items, mutations), [`crate::ops`] (health,
 //! readiness, metrics), [`crate::events`] and [`crate::study`] (experiments).
 
@@ -22,8 +22,8 @@ use crate::items::{add_item, get_item, item_image, remove_item};
 use crate::metrics::Metrics;
 use crate::ops::{metrics, readyz};
 use crate::pool::EmbedPool;
-use crate::search::SearchQueue;
-use crate::similar::{search_by_image, search_by_item};
+use crate::search::{search_by_image, search_by_item};
+use crate::search_queue::SearchQueue;
 
 /// Limits and switches of a running service.
 #[derive(Debug, Clone)]

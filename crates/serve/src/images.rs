@@ -12,7 +12,7 @@ use axum::Json;
 
 use crate::app::{queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::pool::JobError;
-use crate::similar::{choose_arm, SearchParams};
+use crate::search::{choose_arm, SearchParams};
 use unisight_core::ImageEmbedding as Embedded;
 
 /// An uploaded image: the raw body (`Content-Type: image/*` or `application/octet-stream`) or

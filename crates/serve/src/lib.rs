@@ -19,7 +19,7 @@ mod ops;
 mod page;
 pub mod pool;
 mod search;
-mod similar;
+mod search_queue;
 pub mod study;
 
 use std::net::SocketAddr;

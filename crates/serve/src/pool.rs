@@ -118,7 +118,7 @@ impl EmbedPool {
     }
 
     /// Images queued or being embedded, as a live read-only view: the search thread reads it
-    /// to leave the cores to the model while it works (see [`crate::search::SearchQueue::start`]).
+    /// to leave the cores to the model while it works (see [`crate::search_queue::SearchQueue::start`]).
     pub fn in_flight(&self) -> InFlight {
         InFlight(self.in_flight.clone())
     }

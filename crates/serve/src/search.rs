@@ -1,194 +1,265 @@
-//! The search thread. Every search of the service (by image and by item) is queued here; the
-//! thread takes whatever is waiting, up to a batch, and answers it with one pass over the codes
-//! ([`Index::search_reranked_batch`]). Alone, a query's scan is split over the configured
-//! threads for latency; under load, concurrent queries share passes, so a scan of a large index
-//! costs each of them a fraction of a pass instead of a whole one. While images are being
-//! embedded the cores belong to the model: a scan split over threads then only preempts it, so
-//! the scan stays on the search thread alone.
+//! "Images like this": search by an uploaded image and by an item already in the index, on an
+//! arm chosen by the experiment's assignment, logged when the service keeps an engagement log.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Instant;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use serde::Serialize;
-use tokio::sync::oneshot;
-use unisight_index::{Index, Query, Rerank, ScanOptions};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use unisight_index::RerankRequest;
 
-use crate::pool::InFlight;
+use crate::app::{poisoned, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
+use crate::engagement::SearchRecord;
+use crate::images::{embed_image, Upload};
+use crate::items::lookup;
+use crate::search_queue::{Hit, SearchError, SearchJob};
 
-/// One result as the API returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hit {
-    /// External key.
-    pub key: String,
-    /// Path or URL of the item's image.
-    pub path: String,
-    /// Hamming distance to the query's code.
-    pub distance: u32,
-    /// Re-ranking score (cosine), when re-ranked.
-    pub score: Option<f32>,
+/// Query parameters of the search routes.
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    /// Results wanted (default 10).
+    pub(crate) k: Option<usize>,
+    /// Re-rank Hamming candidates by float cosine (default true when the index keeps floats).
+    pub(crate) rerank: Option<bool>,
+    /// Return the query's embedding too.
+    pub(crate) embedding: Option<bool>,
+    /// Opaque user or session id that picks the experiment arm (also the
+    /// `X-Unisight-User` header).
+    pub(crate) user: Option<String>,
 }
 
-/// A search to run.
-#[derive(Debug)]
-pub struct SearchJob {
-    /// Packed query code.
-    pub code: Vec<u8>,
-    /// The query's float embedding, for re-ranking.
-    pub float: Option<Vec<f32>>,
-    /// Results wanted.
-    pub k: usize,
-    /// Re-ranking of the Hamming shortlist.
-    pub mode: Rerank,
+#[derive(Debug, Serialize)]
+pub(crate) struct SearchResponse {
+    /// Id of this search, for `POST /v1/events`.
+    request: String,
+    /// Arm that answered.
+    arm: String,
+    results: Vec<Hit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    embedding: Option<Vec<f32>>,
+    embed_ms: Option<f64>,
+    search_ms: f64,
 }
 
-/// Why a search produced no results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SearchError {
-    /// The query does not fit the index (the reason says why).
-    BadQuery(String),
-    /// The index could not be read.
-    Index(String),
-}
-
-type Reply = oneshot::Sender<Result<Vec<Hit>, SearchError>>;
-
-/// The queue was full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Busy;
-
-/// Handle of the search thread.
-pub struct SearchQueue {
-    sender: Sender<(SearchJob, Reply)>,
-}
-
-impl SearchQueue {
-    /// Starts the thread over `index`: at most `queue` searches wait, at most `max_batch` share
-    /// a pass, and each pass is split over `threads` unless `embedding` (images queued or being
-    /// embedded, [`crate::pool::EmbedPool::in_flight`]) is above zero.
-    pub fn start(
-        index: Arc<RwLock<Index>>,
-        queue: usize,
-        max_batch: usize,
-        threads: usize,
-        rerank_factor: usize,
-        embedding: InFlight,
-    ) -> Self {
-        let (sender, receiver) = bounded(queue.max(1));
-        std::thread::Builder::new()
-            .name("search".into())
-            .spawn(move || {
-                let passes = Passes {
-                    max_batch: max_batch.max(1),
-                    threads: threads.max(1),
-                    rerank_factor,
-                    embedding,
-                };
-                serve_searches(&index, &receiver, &passes);
-            })
-            .expect("spawn the search thread");
-        SearchQueue { sender }
+/// The requested k, within 1 and the configured maximum.
+pub(crate) fn k_of(state: &AppState, params: &SearchParams) -> ApiResult<usize> {
+    let k = params.k.unwrap_or(10);
+    if k == 0 || k > state.config.max_k {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_k",
+            format!("k must be between 1 and {}", state.config.max_k),
+        ));
     }
-
-    /// Searches waiting for the search thread.
-    pub fn queued(&self) -> usize {
-        self.sender.len()
-    }
-
-    /// Queues a search; the receiver yields its results.
-    ///
-    /// # Errors
-    /// [`Busy`] when the queue is full.
-    pub fn submit(
-        &self,
-        job: SearchJob,
-    ) -> Result<oneshot::Receiver<Result<Vec<Hit>, SearchError>>, Busy> {
-        let (reply, receiver) = oneshot::channel();
-        match self.sender.try_send((job, reply)) {
-            Ok(()) => Ok(receiver),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Busy),
-        }
-    }
+    Ok(k)
 }
 
-/// How the search thread runs its passes.
-struct Passes {
-    max_batch: usize,
-    threads: usize,
-    rerank_factor: usize,
-    embedding: InFlight,
-}
-
-fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>, passes: &Passes) {
-    let rerank_factor = passes.rerank_factor;
-    while let Ok(first) = receiver.recv() {
-        let mut batch = vec![first];
-        while batch.len() < passes.max_batch {
-            match receiver.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
+/// Searches the index for one code (and float query) on the search thread, which answers
+/// concurrent searches together.
+pub(crate) async fn run_search(
+    state: &AppState,
+    arm: &Arm,
+    code: Vec<u8>,
+    float: Option<Vec<f32>>,
+    k: usize,
+    rerank: Option<bool>,
+) -> ApiResult<(Vec<Hit>, f64)> {
+    let started = Instant::now();
+    let request = match rerank {
+        None => RerankRequest::Auto,
+        Some(true) => RerankRequest::Float,
+        Some(false) => RerankRequest::Off,
+    };
+    let mode = arm
+        .index
+        .read()
+        .map_err(|_| poisoned())?
+        .rerank_for(request, float.is_some())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "no_floats", e.to_string()))?;
+    let job = SearchJob {
+        code,
+        float,
+        k,
+        mode,
+    };
+    let hits = queued_answer(arm.searches.submit(job), state.config.timeout, "search")
+        .await?
+        .map_err(|e| match e {
+            SearchError::BadQuery(reason) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_query", reason)
             }
-        }
-        // a writer that panicked leaves the index unusable: every search says so (and /readyz
-        // answers 503) instead of the thread ending and the queue refusing as if merely busy
-        let Ok(index) = index.read() else {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(SearchError::Index("index lock poisoned".into())));
+            SearchError::Index(reason) => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", reason)
             }
-            continue;
-        };
-        let options = &ScanOptions {
-            threads: if passes.embedding.get() > 0 {
-                1
-            } else {
-                passes.threads
+        })?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    state.metrics.observe_arm_search(&arm.name, ms / 1e3);
+    Ok((hits, ms))
+}
+
+/// The arm of a request and the opaque id logged for its user: the `X-Unisight-User` header or
+/// `user` parameter picks the arm by the experiment's hash; without one, the request id does
+/// (a one-off assignment).
+pub(crate) fn choose_arm(
+    state: &AppState,
+    headers: &HeaderMap,
+    user: Option<&str>,
+    request: &str,
+) -> (usize, Option<String>) {
+    let unit = headers
+        .get("x-unisight-user")
+        .and_then(|v| v.to_str().ok())
+        .or(user)
+        .filter(|u| !u.is_empty() && u.len() <= 256);
+    match unit {
+        Some(u) => (state.assignment.arm(u), Some(state.assignment.opaque(u))),
+        None => (state.assignment.arm(request), None),
+    }
+}
+
+/// Whether the client marked itself as a simulated user (`X-Unisight-Simulated: 1`).
+pub(crate) fn is_simulated(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-unisight-simulated")
+        .is_some_and(|v| v.as_bytes() == b"1")
+}
+
+/// A finished search, before it is logged and answered.
+struct Searched {
+    request: String,
+    user: Option<String>,
+    simulated: bool,
+    /// What the log names as the query (`None`: not logged).
+    query: Option<String>,
+    results: Vec<Hit>,
+    embedding: Option<Vec<f32>>,
+    embed_ms: Option<f64>,
+    search_ms: f64,
+}
+
+/// Counts a search, logs its impressions when the service keeps an engagement log, and makes
+/// its answer.
+fn respond(state: &AppState, arm: &Arm, searched: Searched) -> Json<SearchResponse> {
+    state.metrics.observe_search(searched.search_ms / 1e3);
+    if let (Some(engagement), Some(query)) = (&state.engagement, searched.query) {
+        let results = searched.results.iter().map(|h| {
+            let path = if h.path.is_empty() { &h.key } else { &h.path };
+            let score = h.score.unwrap_or(-(h.distance as f32));
+            (h.key.clone(), path.clone(), score)
+        });
+        engagement.searched(
+            &searched.request,
+            SearchRecord {
+                arm: arm.name.clone(),
+                query,
+                user: searched.user,
+                simulated: searched.simulated,
+                results: results.collect(),
             },
-            ..ScanOptions::default()
-        };
-        let queries: Vec<Query> = batch.iter().map(|(job, _)| query_of(job)).collect();
-        let answers = match index.search_reranked_batch(&queries, rerank_factor, options) {
-            Ok(results) => results.into_iter().map(|r| resolve(&index, r)).collect(),
-            // one bad query must not fail the others: answer each on its own
-            Err(_) => queries
-                .iter()
-                .map(|q| {
-                    index
-                        .search_reranked_batch(std::slice::from_ref(q), rerank_factor, options)
-                        .map_err(|e| SearchError::BadQuery(e.to_string()))
-                        .and_then(|mut r| resolve(&index, r.pop().unwrap_or_default()))
-                })
-                .collect::<Vec<_>>(),
-        };
-        drop(queries);
-        for ((_, reply), answer) in batch.into_iter().zip(answers) {
-            // the requester may have timed out and gone: nothing to do then
-            let _ = reply.send(answer);
-        }
+        );
     }
+    Json(SearchResponse {
+        request: searched.request,
+        arm: arm.name.clone(),
+        results: searched.results,
+        embedding: searched.embedding,
+        embed_ms: searched.embed_ms,
+        search_ms: searched.search_ms,
+    })
 }
 
-fn query_of(job: &SearchJob) -> Query<'_> {
-    Query {
-        code: &job.code,
-        float: job.float.as_deref(),
-        k: job.k,
-        mode: job.mode,
+/// `POST /v1/search`: the results for an uploaded image.
+pub(crate) async fn search_by_image(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+    upload: Result<Upload, ApiError>,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let upload = upload?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        // uploads are named by a hash in the log; the image itself is never kept
+        let query = state.engagement.is_some().then(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&upload.0);
+            let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+            format!("{}{hex}", unisight_data::engagement::UPLOAD_PREFIX)
+        });
+        let (embedded, embed_ms) = embed_image(&state, arm, upload).await?;
+        let (results, search_ms) = run_search(
+            &state,
+            arm,
+            embedded.code,
+            Some(embedded.embedding.clone()),
+            k,
+            params.rerank,
+        )
+        .await?;
+        let embedding = params
+            .embedding
+            .unwrap_or(false)
+            .then_some(embedded.embedding);
+        let searched = Searched {
+            request,
+            user,
+            simulated: is_simulated(&headers),
+            query,
+            results,
+            embedding,
+            embed_ms: Some(embed_ms),
+            search_ms,
+        };
+        Ok(respond(&state, arm, searched))
     }
+    .await;
+    state.metrics.finish("search_image", started, result)
 }
 
-/// Item keys and paths of scored ids.
-fn resolve(index: &Index, scored: Vec<unisight_index::Scored>) -> Result<Vec<Hit>, SearchError> {
-    scored
-        .into_iter()
-        .map(|s| {
-            let item = index
-                .item(s.id)
-                .map_err(|e| SearchError::Index(e.to_string()))?;
-            Ok(Hit {
-                key: item.key,
-                path: item.path,
-                distance: s.distance,
-                score: s.score,
-            })
-        })
-        .collect()
+/// `GET /v1/items/{key}/similar`: more like an item already in the index.
+pub(crate) async fn search_by_item(
+    State(state): State<Arc<AppState>>,
+    Path(key): Path<String>,
+    Query(params): Query<SearchParams>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result: ApiResult<_> = async {
+        let k = k_of(&state, &params)?;
+        let request = request_id();
+        let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
+        let arm = &state.arms[a];
+        let id = lookup(arm, &key)?;
+        let (code, floats, path) = {
+            let index = arm.index.read().map_err(|_| poisoned())?;
+            let code = index
+                .code(id)
+                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+                .to_vec();
+            let floats = index.floats(id).ok().flatten();
+            let path = index.item(id).map(|i| i.path).unwrap_or_default();
+            (code, floats, path)
+        };
+        let (results, search_ms) = run_search(&state, arm, code, floats, k, params.rerank).await?;
+        let query = if path.is_empty() { key.clone() } else { path };
+        let searched = Searched {
+            request,
+            user,
+            simulated: is_simulated(&headers),
+            query: Some(query),
+            results,
+            embedding: None,
+            embed_ms: None,
+            search_ms,
+        };
+        Ok(respond(&state, arm, searched))
+    }
+    .await;
+    state.metrics.finish("search_item", started, result)
 }

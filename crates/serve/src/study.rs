@@ -16,8 +16,8 @@ use unisight_experiment::{Rating, RatingsFile};
 
 use crate::app::{ApiError, ApiResult, AppState};
 use crate::images::{embed_image, Upload};
-use crate::search::Hit;
-use crate::similar::run_search;
+use crate::search::run_search;
+use crate::search_queue::Hit;
 
 /// A study the service runs.
 pub struct Study {
