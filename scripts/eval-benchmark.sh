@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# The README's results table: every trained model (zero-shot, specialized per task, unified)
+# The results tables of docs/results.md: every trained model (zero-shot, specialized per task, unified)
 # evaluated on grocery fine (test photos -> iconic catalog images), grocery coarse (test ->
 # train photos) and clothing (test -> train), float and bits, over the seeds that exist, then
 # compared against zero-shot with paired bootstrap intervals. The table is written between the
-# eval-table markers of README.md.
+# eval-table markers of docs/results.md.
 #
 #   scripts/eval-benchmark.sh [DATA_DIR] [MODELS_DIR] [OUT]
 #     DATA_DIR    ../shared/data (grocery-store/dataset and clothing-small)
 #     MODELS_DIR  out/quality, where scripts/quality-bar.sh puts NAME-sSEED.safetensors
 #     OUT         out/eval
-#   SEEDS="1 2 3"  MODELS="zero-shot specialized-grocery-fine ..."  README=README.md
+#   SEEDS="1 2 3"  MODELS="zero-shot specialized-grocery-fine ..."  RESULTS=docs/results.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
@@ -17,7 +17,7 @@ MODELS_DIR=${2:-out/quality}
 OUT=${3:-out/eval}
 SEEDS=${SEEDS:-"1 2 3"}
 MODELS=${MODELS:-"zero-shot specialized-grocery-fine specialized-grocery-coarse specialized-clothing unified unified-binary"}
-README=${README:-README.md}
+RESULTS=${RESULTS:-docs/results.md}
 cargo build --release --locked -p unisight
 bin=target/release/unisight
 entries=()
@@ -68,8 +68,8 @@ for pair in grocery-fine:specialized-grocery-fine grocery-coarse:specialized-gro
     "${entry_of[$special]}" "${unified[@]}" > /dev/null
   sed 's/^### /##### /' "$OUT/compare-$task/compare.md" >> "$table"
 done
-if [ -n "$README" ] && grep -q '<!-- eval-table:begin -->' "$README"; then
-  scripts/readme-table.py "$README" eval-table "$table"
-  echo "updated the table in $README" >&2
+if [ -n "$RESULTS" ] && grep -q '<!-- eval-table:begin -->' "$RESULTS"; then
+  scripts/replace-table.py "$RESULTS" eval-table "$table"
+  echo "updated the table in $RESULTS" >&2
 fi
 cat "$table"

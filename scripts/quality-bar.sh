@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the unified model and the specialized ones over several seeds and prints the comparison
-# table of the README (Recall@1, float and bits, mean and spread over seeds).
+# table of docs/results.md (Recall@1, float and bits, mean and spread over seeds).
 #
 #   scripts/quality-bar.sh [DATA_DIR] [OUT]
 #     DATA_DIR  folder holding grocery-store/dataset and clothing-small (default ../shared/data)
@@ -14,7 +14,7 @@
 # bits) is also copied to results/quality/NAME-sSEED.run/ with the machine it ran on, so that
 # seeds run in different sessions (or on different machines) add up in the committed table;
 # the table printed at the end is over every report there, and replaces the one between the
-# runs-table markers of README.md (README= to leave it alone).
+# runs-table markers of docs/results.md (RESULTS= to leave it alone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
@@ -45,16 +45,17 @@ for model in $MODELS; do
     if [ ! -f "$keep/report.json" ]; then
       mkdir -p "$keep"
       cp "$OUT/$name.run/report.json" "$keep/report.json"
-      { lscpu | sed -n 's/^Model name: *//p'; echo "cores: $(nproc)"; } > "$keep/machine.txt"
+      { lscpu | sed -n "s/^Model name: *//p"; echo "cores: $(nproc)"; echo "commit: $(git rev-parse HEAD)"; } > "$keep/machine.txt"
+      cp "$OUT/$name.run/config.toml" "$keep/config.toml"
     fi
   done
 done
 table=$(mktemp)
 trap 'rm -f "$table"' EXIT
 target/release/unisight summarize-runs results/quality/*.run > "$table"
-README=${README:-README.md}
-if [ -n "$README" ] && grep -q '<!-- runs-table:begin -->' "$README"; then
-  scripts/readme-table.py "$README" runs-table "$table"
-  echo "updated the kept runs' table in $README" >&2
+RESULTS=${RESULTS:-docs/results.md}
+if [ -n "$RESULTS" ] && grep -q '<!-- runs-table:begin -->' "$RESULTS"; then
+  scripts/replace-table.py "$RESULTS" runs-table "$table"
+  echo "updated the kept runs' table in $RESULTS" >&2
 fi
 cat "$table"

@@ -2,7 +2,7 @@
 """Replaces what stands between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in a Markdown file
 with the contents of TABLE, atomically (temp file, fsync, rename).
 
-    scripts/readme-table.py README.md NAME TABLE
+    scripts/replace-table.py FILE.md NAME TABLE
 """
 import os
 import sys
