@@ -21,5 +21,6 @@ pub mod labelled;
 pub mod metrics;
 pub mod report;
 pub mod search;
+pub mod seeds;
 
 pub use error::{Error, Result};

@@ -17,6 +17,7 @@ use crate::bootstrap::{paired_difference, Interval};
 use crate::chart::line_chart;
 use crate::evaluate::{evaluate, Settings, Side, TaskMetrics};
 use crate::labelled::{ItemView, LabelledSet, LeftOut};
+use crate::seeds::OverSeeds;
 use crate::{Error, Result};
 
 /// `format` field of `report.json`.
@@ -413,17 +414,13 @@ pub struct CompareEntry {
     pub reports: Vec<Report>,
 }
 
-/// Mean and spread over seeds.
+/// A model's metrics over its seeds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SeedSummary {
-    /// Recall@k means (at the task's ks).
-    pub recall_mean: Vec<f64>,
-    /// Recall@k standard deviations over seeds (0 for one seed).
-    pub recall_std: Vec<f64>,
-    /// MAP@R mean.
-    pub map_at_r_mean: f64,
-    /// MAP@R standard deviation.
-    pub map_at_r_std: f64,
+    /// Recall@k (at the task's ks) over seeds.
+    pub recall: Vec<OverSeeds>,
+    /// MAP@R over seeds.
+    pub map_at_r: OverSeeds,
 }
 
 /// One model in a task's comparison table.
@@ -614,16 +611,13 @@ pub fn compare(
                     }
                 };
                 let modes: Vec<_> = reports.iter().map(pick).collect();
-                let (recall_mean, recall_std) = (0..ks.len())
-                    .map(|j| mean_std(&modes.iter().map(|m| m.recall[j]).collect::<Vec<_>>()))
-                    .unzip();
-                let (map_at_r_mean, map_at_r_std) =
-                    mean_std(&modes.iter().map(|m| m.map_at_r).collect::<Vec<_>>());
                 SeedSummary {
-                    recall_mean,
-                    recall_std,
-                    map_at_r_mean,
-                    map_at_r_std,
+                    recall: (0..ks.len())
+                        .map(|j| {
+                            OverSeeds::of(&modes.iter().map(|m| m.recall[j]).collect::<Vec<_>>())
+                        })
+                        .collect(),
+                    map_at_r: OverSeeds::of(&modes.iter().map(|m| m.map_at_r).collect::<Vec<_>>()),
                 }
             };
             let mean_curve = |bits: bool| -> Vec<f64> {
@@ -696,19 +690,8 @@ pub fn compare(
     })
 }
 
-fn mean_std(values: &[f64]) -> (f64, f64) {
-    let n = values.len().max(1) as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (mean, var.sqrt())
-}
-
 impl Comparison {
-    /// Markdown tables, one per task: Recall@k and MAP@R (mean ± sd over seeds), the best of
+    /// Markdown tables, one per task: Recall@k and MAP@R over seeds ([`OverSeeds::cell`]), the best of
     /// each column in bold, and the Recall@1 difference to the baseline with its interval.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
@@ -728,17 +711,17 @@ impl Comparison {
             rule.push_str("---:|---:|---|---|");
             let _ = writeln!(md, "{header}\n{rule}");
             // columns: (k index or MAP, bits?)
-            let value = |r: &CompareRow, col: Option<usize>, bits: bool| -> (f64, f64) {
+            let value = |r: &CompareRow, col: Option<usize>, bits: bool| -> OverSeeds {
                 let s = if bits { &r.bits } else { &r.float };
                 match col {
-                    Some(j) => (s.recall_mean[j], s.recall_std[j]),
-                    None => (s.map_at_r_mean, s.map_at_r_std),
+                    Some(j) => s.recall[j],
+                    None => s.map_at_r,
                 }
             };
             let best = |col: Option<usize>, bits: bool| -> f64 {
                 t.rows
                     .iter()
-                    .map(|r| value(r, col, bits).0)
+                    .map(|r| value(r, col, bits).mean)
                     .fold(f64::MIN, f64::max)
             };
             for r in &t.rows {
@@ -749,13 +732,9 @@ impl Comparison {
                     .collect();
                 for col in cols {
                     for bits in [false, true] {
-                        let (m, s) = value(r, col, bits);
-                        let text = if r.seeds > 1 {
-                            format!("{m:.3} ± {s:.3}")
-                        } else {
-                            format!("{m:.3}")
-                        };
-                        if t.rows.len() > 1 && (m - best(col, bits)).abs() < 1e-12 {
+                        let v = value(r, col, bits);
+                        let text = v.cell();
+                        if t.rows.len() > 1 && (v.mean - best(col, bits)).abs() < 1e-12 {
                             let _ = write!(line, " **{text}** |");
                         } else {
                             let _ = write!(line, " {text} |");
@@ -918,7 +897,7 @@ mod tests {
         // good hits 2 of 3 at k=1, bad hits 1 of 3 (query 2: "b" with [0,1])
         assert!((d.mean - 1.0 / 3.0).abs() < 1e-12, "{d:?}");
         assert!(
-            c.to_markdown().contains("**0.667 ± 0.000**"),
+            c.to_markdown().contains("**0.667 ± 0.000 (0.667-0.667)**"),
             "{}",
             c.to_markdown()
         );

@@ -1,8 +1,11 @@
 //! A Markdown table over finished runs: per model (runs named `NAME-sSEED` are one model over
-//! several seeds) and task, the mean and the spread (min to max) of Recall@1, float and bits.
+//! several seeds) and task, Recall@1 float and bits over seeds, in the cell every unisight table
+//! uses ([`OverSeeds::cell`]: mean ± sd (min-max)).
 
 use std::collections::BTreeMap;
 use std::path::Path;
+
+use unisight_eval::seeds::OverSeeds;
 
 use crate::trainer::TrainReport;
 use crate::{Error, Result};
@@ -25,16 +28,6 @@ pub fn model_name(run_dir: &Path) -> String {
         }
         _ => name,
     }
-}
-
-fn stats(v: &[f64]) -> String {
-    let mean = v.iter().sum::<f64>() / v.len() as f64;
-    if v.len() == 1 {
-        return format!("{mean:.3}");
-    }
-    let lo = v.iter().copied().fold(f64::MAX, f64::min);
-    let hi = v.iter().copied().fold(f64::MIN, f64::max);
-    format!("{mean:.3} ({lo:.3}-{hi:.3})")
 }
 
 /// (task, queries, gallery) -> model -> (float, bits) Recall@1 per seed.
@@ -63,7 +56,7 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
         }
     }
     let mut out = String::from("| task | queries -> gallery | model | seeds | R@1 float | R@1 bits |\n|---|---|---|---|---|---|\n");
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let mean = |v: &[f64]| OverSeeds::of(v).mean;
     for ((task, q, g), models) in &table {
         // per model: (float R@1 per seed, bits R@1 per seed)
         let columns: BTreeMap<&String, (Vec<f64>, Vec<f64>)> = models
@@ -89,9 +82,9 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
             out.push_str(&format!(
                 "| {task} | {q} -> {g} | {model} | {} | {}{} | {}{} |\n",
                 f.len(),
-                stats(f),
+                OverSeeds::of(f).cell(),
                 mark(mean(f), best_float),
-                stats(b),
+                OverSeeds::of(b).cell(),
                 mark(mean(b), best_bits),
             ));
         }
@@ -140,7 +133,7 @@ mod tests {
         let table = summarize(&dirs).unwrap();
         // unified: float mean 0.75 beats 0.74; bits 0.70 loses to 0.72
         assert!(
-            table.contains("| fine | g:test -> g:iconic | unified | 2 | 0.750 (0.700-0.800) **best** | 0.700 (0.700-0.700) |"),
+            table.contains("| fine | g:test -> g:iconic | unified | 2 | 0.750 ± 0.071 (0.700-0.800) **best** | 0.700 ± 0.000 (0.700-0.700) |"),
             "{table}"
         );
         assert!(
