@@ -14,6 +14,7 @@
 pub mod bootstrap;
 pub mod chart;
 pub mod cluster;
+pub mod compare;
 mod error;
 pub mod evaluate;
 pub mod html;

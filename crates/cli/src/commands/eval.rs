@@ -13,11 +13,10 @@ use unisight_data::datasets::LabeledImage;
 use unisight_data::decode::DecodeLimits;
 use unisight_data::sources::Input;
 use unisight_embed::EmbedOptions;
+use unisight_eval::compare::CompareEntry;
 use unisight_eval::evaluate::Settings;
 use unisight_eval::labelled::{ItemView, LabelledSet, LeftOut};
-use unisight_eval::report::{
-    evaluate_task, peak_rss_bytes, CompareEntry, Report, REPORT_FORMAT, REPORT_VERSION,
-};
+use unisight_eval::report::{evaluate_task, peak_rss_bytes, Report, REPORT_FORMAT, REPORT_VERSION};
 use unisight_train::config::{SetRef, TrainConfig};
 
 use crate::args::{CompareArgs, EvalArgs};
@@ -62,7 +61,7 @@ pub fn compare(args: CompareArgs) -> Result<()> {
         .iter()
         .map(|m| read_entry(m))
         .collect::<Result<Vec<_>>>()?;
-    let comparison = unisight_eval::report::compare(
+    let comparison = unisight_eval::compare::compare(
         &entries,
         &args.tasks,
         args.baseline.as_deref(),
