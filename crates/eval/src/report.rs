@@ -1,7 +1,5 @@
-//! Reports: one model's evaluation ([`Report`]: `report.json`, `report.md`, Recall@k charts,
-//! `examples.html`) and several models side by side ([`Comparison`]: `compare.json`,
-//! `compare.md`, charts), with paired bootstrap intervals so that noise is not reported as a
-//! win.
+//! One model's evaluation report ([`Report`]: `report.json`, `report.md`, Recall@k charts,
+//! `examples.html`); several models side by side are in [`crate::compare`].
 //!
 //! `report.json` keeps, per task and mode, the rank of the first correct result of every query;
 //! that is what lets `compare` pair queries across models and seeds without re-running search.
