@@ -96,7 +96,8 @@ embed_and_index "$OUT/human.safetensors" human
 round round-1 zero-shot human
 
 echo "== train from the round-1 engagement log + human labels" >&2
-sed "s|^logs = .*|logs = \"$OUT/round-1/logs\"|" configs/loop-engagement.toml > "$OUT/loop-engagement.toml"
+sed -e "s|^logs = .*|logs = \"$OUT/round-1/logs\"|" -e "s|^catalog = .*|catalog = \"$OUT/human-index\"|" \
+  configs/loop-engagement.toml > "$OUT/loop-engagement.toml"
 train "$OUT/loop-engagement.toml" engagement
 embed_and_index "$OUT/engagement.safetensors" engagement
 

@@ -31,7 +31,7 @@ pub enum DatasetKind {
     ImageFolder,
     /// `split.csv` or `split.jsonl` manifests in the root.
     Manifest,
-    /// `split.jsonl` engagement logs in the root (see [`crate::engagement`]); label
+    /// `split.jsonl` engagement logs in the root (read by the `unisight-engagement` crate); label
     /// `engagement` (the class of the default rule).
     Engagement,
 }
@@ -69,47 +69,17 @@ pub fn list_split(kind: &DatasetKind, root: &Path, split: &str) -> Result<Vec<La
         DatasetKind::GroceryStore => grocery_split(root, split)?,
         DatasetKind::ImageFolder => image_folder_split(root, split)?,
         DatasetKind::Manifest => manifest_split(root, split)?,
-        DatasetKind::Engagement => engagement_split(
-            root,
-            &root.join(format!("{split}.jsonl")),
-            &crate::engagement::LabelRule::default(),
-        )?,
+        DatasetKind::Engagement => {
+            return Err(Error::Manifest {
+                path: root.join(format!("{split}.jsonl")),
+                line: 0,
+                what: "engagement datasets are read by unisight-engagement (name the dataset \
+                       in a task file)"
+                    .into(),
+            })
+        }
     };
     Ok(images)
-}
-
-/// The images named by engagement log `log` (paths inside `root`) with their class under
-/// `rule` as label `engagement`.
-///
-/// # Errors
-/// Log errors naming file and line.
-pub fn engagement_split(
-    root: &Path,
-    log: &Path,
-    rule: &crate::engagement::LabelRule,
-) -> Result<Vec<LabeledImage>> {
-    // the log as the service writes it: `<split>.jsonl` and its rotated `<split>-NNNNNN.jsonl`
-    let dir = log.parent().unwrap_or(Path::new("."));
-    let stem = log.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-    let files = crate::engagement::log_files(dir, stem)?;
-    if files.is_empty() {
-        return Err(Error::Io {
-            path: log.into(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such engagement log"),
-        });
-    }
-    let (events, _) = crate::engagement::read_logs(&files)?;
-    Ok(
-        crate::engagement::labeled_from_events(root, log, &events, rule)?
-            .into_iter()
-            .map(|(id, file, class)| LabeledImage {
-                id,
-                file,
-                labels: BTreeMap::from([("engagement".to_string(), format!("e{class}"))]),
-                domain: None,
-            })
-            .collect(),
-    )
 }
 
 struct GroceryClass {

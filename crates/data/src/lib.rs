@@ -13,7 +13,6 @@
 
 pub mod datasets;
 pub mod decode;
-pub mod engagement;
 mod error;
 pub mod fashion_mnist;
 pub mod preprocess;

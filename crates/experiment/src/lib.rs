@@ -8,13 +8,11 @@
 
 pub mod config;
 mod error;
-pub mod log;
 pub mod report;
 pub mod stats;
 pub mod study;
 
 pub use config::{Assignment, ExperimentConfig};
 pub use error::{Error, Result};
-pub use log::{EventLog, LogOptions};
 pub use report::{experiment_report, ExperimentReport};
 pub use study::{study_report, Rating, RatingsFile, StudyReport};

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use unisight_data::engagement::{Action, EngagementEvent};
+use unisight_engagement::{Action, EngagementEvent};
 
 use crate::stats::{mean_interval, two_means, two_proportions, wilson, Difference, Interval};
 

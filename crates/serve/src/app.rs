@@ -163,7 +163,7 @@ impl AppState {
 
     /// Logs every search and accepts actions at `POST /v1/events`.
     #[must_use]
-    pub fn with_engagement_log(mut self, log: unisight_experiment::EventLog) -> Self {
+    pub fn with_engagement_log(mut self, log: unisight_engagement::EventLog) -> Self {
         self.engagement = Some(Engagement::new(log));
         self
     }

@@ -12,8 +12,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use unisight_data::engagement::{Action, EngagementEvent};
-use unisight_experiment::EventLog;
+use unisight_engagement::EventLog;
+use unisight_engagement::{Action, EngagementEvent};
 
 /// How long a search accepts actions.
 const ACTION_WINDOW: Duration = Duration::from_secs(3600);
@@ -28,6 +28,8 @@ pub struct SearchRecord {
     pub arm: String,
     /// Query name: the item's path, or `upload:<hash>`.
     pub query: String,
+    /// The query item's key ("more like this"; `None` for uploads).
+    pub query_key: Option<String>,
     /// Opaque user id.
     pub user: Option<String>,
     /// From a simulated user (`X-Unisight-Simulated: 1`).
@@ -109,9 +111,11 @@ impl Engagement {
             .results
             .iter()
             .enumerate()
-            .map(|(position, (_, path, score))| EngagementEvent {
+            .map(|(position, (key, path, score))| EngagementEvent {
                 query: record.query.clone(),
                 result: path.clone(),
+                query_key: record.query_key.clone(),
+                result_key: Some(key.clone()),
                 action: Action::Impression,
                 position: Some(position as u32),
                 simulated: record.simulated,
@@ -185,6 +189,8 @@ impl Engagement {
             EngagementEvent {
                 query: r.query.clone(),
                 result: r.results[position].1.clone(),
+                query_key: r.query_key.clone(),
+                result_key: Some(r.results[position].0.clone()),
                 action,
                 position: Some(position as u32),
                 simulated: r.simulated,

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use unisight_data::engagement::Action;
+use unisight_engagement::Action;
 
 use crate::app::{ApiError, ApiResult, AppState};
 use crate::engagement::Refusal;

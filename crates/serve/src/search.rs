@@ -134,6 +134,8 @@ struct Searched {
     simulated: bool,
     /// What the log names as the query (`None`: not logged).
     query: Option<String>,
+    /// The query item's key, for "more like this".
+    query_key: Option<String>,
     results: Vec<Hit>,
     embedding: Option<Vec<f32>>,
     embed_ms: Option<f64>,
@@ -155,6 +157,7 @@ fn respond(state: &AppState, arm: &Arm, searched: Searched) -> Json<SearchRespon
             SearchRecord {
                 arm: arm.name.clone(),
                 query,
+                query_key: searched.query_key,
                 user: searched.user,
                 simulated: searched.simulated,
                 results: results.collect(),
@@ -190,7 +193,7 @@ pub(crate) async fn search_by_image(
             use sha2::Digest;
             let digest = sha2::Sha256::digest(&upload.0);
             let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-            format!("{}{hex}", unisight_data::engagement::UPLOAD_PREFIX)
+            format!("{}{hex}", unisight_engagement::UPLOAD_PREFIX)
         });
         let (embedded, embed_ms) = embed_image(&state, arm, upload).await?;
         let (results, search_ms) = run_search(
@@ -211,6 +214,7 @@ pub(crate) async fn search_by_image(
             user,
             simulated: is_simulated(&headers),
             query,
+            query_key: None,
             results,
             embedding,
             embed_ms: Some(embed_ms),
@@ -253,6 +257,7 @@ pub(crate) async fn search_by_item(
             user,
             simulated: is_simulated(&headers),
             query: Some(query),
+            query_key: Some(key.clone()),
             results,
             embedding: None,
             embed_ms: None,

@@ -20,7 +20,7 @@ use unisight_core::{
 };
 use unisight_data::decode::DecodeLimits;
 use unisight_data::preprocess::embed_image;
-use unisight_experiment::{EventLog, LogOptions};
+use unisight_engagement::{EventLog, LogOptions};
 use unisight_index::{FloatKind, Index, IndexConfig, NewItem};
 use unisight_serve::pool::EmbedPool;
 use unisight_serve::{router, AppState, Arm, ServiceConfig};
@@ -466,15 +466,15 @@ async fn events_are_logged_once_and_only_for_shown_results() {
     let log = s.log_dir.as_ref().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let (events, _) = loop {
-        let files = unisight_data::engagement::log_files(log, "engagement").unwrap();
-        let read = unisight_data::engagement::read_logs(&files).unwrap();
+        let files = unisight_engagement::log_files(log, "engagement").unwrap();
+        let read = unisight_engagement::read_logs(&files).unwrap();
         if read.0.len() >= 4 || std::time::Instant::now() > deadline {
             break read;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let actions: Vec<_> = events.iter().map(|e| e.action).collect();
-    use unisight_data::engagement::Action;
+    use unisight_engagement::Action;
     assert_eq!(
         actions.iter().filter(|&&a| a == Action::Impression).count(),
         3,
@@ -488,4 +488,8 @@ async fn events_are_logged_once_and_only_for_shown_results() {
     assert!(events
         .iter()
         .all(|e| e.request.as_deref() == Some(request.as_str())));
+    // every line names the shown item by its key in the index, which training resolves
+    assert!(events.iter().all(|e| e.result_key.is_some()), "{events:?}");
+    let logged_click = events.iter().find(|e| e.action == Action::Click).unwrap();
+    assert_eq!(logged_click.result_key.as_deref(), Some(shown.as_str()));
 }

@@ -239,10 +239,14 @@ pub struct DatasetConfig {
     /// For `engagement` datasets: the folder holding `<split>.jsonl` logs (default: `root`),
     /// so logs can live apart from the images they name.
     pub logs: Option<PathBuf>,
+    /// For `engagement` datasets: the index or embedding folder the service searched, through
+    /// which the log's item keys are resolved to images (default: the logged paths, inside
+    /// `root`).
+    pub catalog: Option<PathBuf>,
     /// For `engagement` datasets: the rule that turns the log into classes
-    /// (`save_weight`, `min_score`, `max_class_size`; see `unisight_data::engagement`).
+    /// (`save_weight`, `min_score`, `max_class_size`; see `unisight_engagement`).
     #[serde(default)]
-    pub engagement_rule: unisight_data::engagement::LabelRule,
+    pub engagement_rule: unisight_engagement::LabelRule,
 }
 
 impl DatasetConfig {
@@ -250,20 +254,17 @@ impl DatasetConfig {
     ///
     /// # Errors
     /// Dataset errors naming file and line.
-    pub fn list(
-        &self,
-        split: &str,
-    ) -> std::result::Result<Vec<unisight_data::datasets::LabeledImage>, unisight_data::Error> {
+    pub fn list(&self, split: &str) -> Result<Vec<unisight_data::datasets::LabeledImage>> {
         match &self.kind {
-            DatasetKind::Engagement => {
-                let logs = self.logs.as_ref().unwrap_or(&self.root);
-                unisight_data::datasets::engagement_split(
-                    &self.root,
-                    &logs.join(format!("{split}.jsonl")),
-                    &self.engagement_rule,
-                )
-            }
-            kind => unisight_data::datasets::list_split(kind, &self.root, split),
+            DatasetKind::Engagement => Ok(unisight_engagement::list_split(
+                &self.root,
+                self.logs.as_ref().unwrap_or(&self.root),
+                split,
+                &self.engagement_rule,
+                self.catalog.as_deref(),
+            )?),
+            kind => unisight_data::datasets::list_split(kind, &self.root, split)
+                .map_err(|e| Error::Data(e.to_string())),
         }
     }
 }
@@ -390,6 +391,11 @@ impl TrainConfig {
         for d in config.datasets.values_mut() {
             if d.root.is_relative() {
                 d.root = data_dir.unwrap_or(base).join(&d.root);
+            }
+            if let Some(catalog) = &mut d.catalog {
+                if catalog.is_relative() {
+                    *catalog = base.join(&*catalog);
+                }
             }
             if let Some(logs) = &mut d.logs {
                 if logs.is_relative() {

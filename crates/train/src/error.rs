@@ -26,6 +26,9 @@ pub enum Error {
     /// Evaluation and charts.
     #[error(transparent)]
     Eval(#[from] unisight_eval::Error),
+    /// An engagement log cannot be read or joined to images.
+    #[error(transparent)]
+    Engagement(#[from] unisight_engagement::Error),
     /// I/O on a named file.
     #[error("{}: {source}", path.display())]
     Io {

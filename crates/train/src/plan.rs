@@ -89,7 +89,7 @@ impl TrainingSet {
             let dc = &config.datasets[name];
             let mut seen = BTreeSet::new();
             for split in &dc.train_splits {
-                for img in dc.list(split).map_err(|e| Error::Data(e.to_string()))? {
+                for img in dc.list(split)? {
                     if !seen.insert(img.id.clone()) {
                         continue;
                     }
@@ -233,9 +233,7 @@ pub fn load_eval_set(config: &TrainConfig, set: &SetRef) -> Result<EvalSet> {
         .datasets
         .get(&set.dataset)
         .ok_or_else(|| Error::Data(format!("no dataset `{}`", set.dataset)))?;
-    let images = dc
-        .list(&set.split)
-        .map_err(|e| Error::Data(e.to_string()))?;
+    let images = dc.list(&set.split)?;
     Ok(EvalSet {
         set: set.clone(),
         images,

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use unisight_data::engagement::{Action, EngagementEvent};
+use unisight_engagement::{Action, EngagementEvent};
 use unisight_eval::search::{top_k_float, SelfMatch};
 
 /// Parameters of the simulated users.
@@ -151,7 +151,7 @@ pub fn simulate_engagement(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use unisight_data::engagement::{engagement_classes, LabelRule};
+    use unisight_engagement::{engagement_classes, LabelRule};
 
     /// Two labels whose embeddings overlap a little: the log's classes should mostly agree with
     /// the labels, with some noise.

@@ -39,14 +39,14 @@ fn report_experiment(
     control: Option<&str>,
     out: Option<&Path>,
 ) -> Result<()> {
-    let files = unisight_data::engagement::log_files(log_dir, stem)?;
+    let files = unisight_engagement::log_files(log_dir, stem)?;
     if files.is_empty() {
         bail!(
             "{}: no {stem}.jsonl or {stem}-NNNNNN.jsonl files",
             log_dir.display()
         );
     }
-    let (events, torn) = unisight_data::engagement::read_logs(&files)?;
+    let (events, torn) = unisight_engagement::read_logs(&files)?;
     let report = experiment_report(&events, control);
     let mut text = report.markdown();
     if torn > 0 {

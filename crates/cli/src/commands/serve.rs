@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use unisight_data::decode::DecodeLimits;
+use unisight_engagement::{EventLog, LogOptions};
 use unisight_experiment::study::read_queries;
-use unisight_experiment::{EventLog, ExperimentConfig, LogOptions, RatingsFile};
+use unisight_experiment::{ExperimentConfig, RatingsFile};
 use unisight_index::Index;
 use unisight_serve::pool::EmbedPool;
 use unisight_serve::study::Study;

@@ -1,5 +1,5 @@
-//! The engagement log the service writes: append-only JSON Lines in the format the training's
-//! engagement source reads ([`unisight_data::engagement`]).
+//! Writing the log: append-only JSON Lines in the format [`crate::read`] reads, as the service
+//! writes it.
 //!
 //! Crash safety: each batch of events is one `write` of whole lines to a file opened for
 //! appending, so a killed process leaves at most one torn last line; opening the log cuts such
@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use unisight_data::engagement::{log_files, EngagementEvent};
+use crate::read::log_files;
+use crate::record::EngagementEvent;
 
 use crate::{Error, Result};
 
@@ -95,14 +96,14 @@ impl EventLog {
         }
         let mut buffer = Vec::with_capacity(events.len() * 200);
         for e in events {
-            serde_json::to_writer(&mut buffer, e).map_err(|e| Error::Input(e.to_string()))?;
+            serde_json::to_writer(&mut buffer, e).map_err(|e| Error::Writer(e.to_string()))?;
             buffer.push(b'\n');
         }
         let path = self.current_path();
         let mut current = self
             .current
             .lock()
-            .map_err(|_| Error::Input("log lock poisoned".into()))?;
+            .map_err(|_| Error::Writer("log lock poisoned".into()))?;
         if let Err(e) = current.file.write_all(&buffer) {
             // cut back to the last whole line so the next write starts clean
             let keep = current.bytes;
@@ -130,7 +131,7 @@ impl EventLog {
         let mut current = self
             .current
             .lock()
-            .map_err(|_| Error::Input("log lock poisoned".into()))?;
+            .map_err(|_| Error::Writer("log lock poisoned".into()))?;
         if current.dirty {
             current.file.sync_data().map_err(|e| io(&path, e))?;
             current.dirty = false;
@@ -142,7 +143,7 @@ impl EventLog {
     fn rotate(&self, current: &mut Current) -> Result<()> {
         let path = self.current_path();
         current.file.sync_all().map_err(|e| io(&path, e))?;
-        let files = log_files(&self.options.dir, &self.options.stem).map_err(Error::Data)?;
+        let files = log_files(&self.options.dir, &self.options.stem)?;
         let next = files
             .iter()
             .filter_map(|f| rotated_number(f, &self.options.stem))
@@ -162,8 +163,7 @@ impl EventLog {
             dirty: false,
         };
         // retention: the newest keep_files rotated files stay
-        let mut rotated: Vec<(u64, PathBuf)> = log_files(&self.options.dir, &self.options.stem)
-            .map_err(Error::Data)?
+        let mut rotated: Vec<(u64, PathBuf)> = log_files(&self.options.dir, &self.options.stem)?
             .into_iter()
             .filter_map(|f| rotated_number(&f, &self.options.stem).map(|n| (n, f)))
             .collect();
@@ -238,7 +238,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use unisight_data::engagement::{read_logs, Action};
+    use crate::read::read_logs;
+    use crate::record::Action;
 
     fn event(i: u32) -> EngagementEvent {
         EngagementEvent {
