@@ -24,7 +24,7 @@ mkdir -p "$OUT/photos"
 [ -f "$OUT/m.safetensors" ] || $bin init-model --dim 256 --out "$OUT/m.safetensors" >/dev/null
 gallery="$OUT/gallery-$N"
 [ -f "$gallery/items.jsonl" ] || target/release/examples/synthetic_set "$gallery" "$N" 256 10000 1
-[ -f "$OUT/index-$N/MANIFEST" ] || [ -d "$OUT/index-$N" ] || $bin index build --from "$gallery" --out "$OUT/index-$N" --floats f16
+[ -f "$OUT/index-$N/MANIFEST.json" ] || $bin index build --from "$gallery" --out "$OUT/index-$N" --floats f16
 # 64 store photos to upload
 ls -A "$OUT/photos" | grep -q jpg || find "$DATA_DIR/grocery-store/dataset/test" -name '*.jpg' | sort | awk 'NR % 37 == 0' | head -64 \
   | while read -r f; do cp "$f" "$OUT/photos/$(basename "$(dirname "$f")")_$(basename "$f")"; done
@@ -32,18 +32,6 @@ ivf=()
 if [ -n "${IVF_LISTS:-}" ]; then
   ivf=(--ivf-lists "$IVF_LISTS" --ivf-probes "${IVF_PROBES:-16}")
 fi
-# model-only ONNX Runtime at batch 1, as the server runs it (WORKERS sessions of THREADS
-# threads side by side) and as one session on every core, the faster of the two; measured
-# before and after the load test and averaged, as this machine's speed drifts between minutes
-model_only() {
-  local one side
-  one=$($bin bench-model --model "$OUT/m.safetensors" --batch 1 --iters 1000)
-  side=$($bin bench-model --model "$OUT/m.safetensors" --batch 1 --iters 1000 \
-    --sessions "${WORKERS:-2}" --threads "${THREADS:-1}")
-  echo "model only (ONNX Runtime, batch 1): one session $one; as served $side" >&2
-  python3 -c 'import json, sys; print(max(json.loads(a)["images_per_second"] for a in sys.argv[1:]))' "$one" "$side"
-}
-model_before=$(model_only)
 $bin serve --model "$OUT/m.safetensors" --index "$OUT/index-$N" --addr 127.0.0.1:0 \
   --workers "${WORKERS:-2}" --threads "${THREADS:-1}" "${ivf[@]}" > "$OUT/serve.log" 2>&1 &
 server=$!
@@ -52,22 +40,13 @@ for _ in $(seq 600); do grep -q "listening on" "$OUT/serve.log" && break; sleep 
 url=$(sed -n 's/^listening on \(http:[^ ]*\)\/$/\1/p' "$OUT/serve.log" | head -1)
 [ -n "$url" ] || { cat "$OUT/serve.log"; exit 1; }
 echo "serving $N items at $url" >&2
+# the ratio's anchor, model-only ONNX Runtime at batch 1 before and after the load, is measured
+# by load-test itself (the faster of one session on every core and the server's sessions)
 $bin load-test --url "$url" --items "$gallery/items.jsonl" --images "$OUT/photos" \
-  --seconds "$SECONDS_PER_LEVEL" --levels "$LEVELS" --json "$OUT/load.json"
+  --seconds "$SECONDS_PER_LEVEL" --levels "$LEVELS" --json "$OUT/load.json" \
+  --anchor-model "$OUT/m.safetensors" --anchor-sessions "${WORKERS:-2}" --anchor-threads "${THREADS:-1}"
 kill $server; wait $server 2>/dev/null || true
 trap - EXIT
-model_after=$(model_only)
-python3 - "$OUT/load.json" "$model_before" "$model_after" <<'PY'
-import json, sys
-load = json.load(open(sys.argv[1]))["results"]
-before, after = float(sys.argv[2]), float(sys.argv[3])
-model = (before + after) / 2
-best = max(r["per_second"] for r in load["search by image"])
-p99 = min(r["p99_ms"] for r in load["search by id"] if r["concurrency"] == 1)
-print(f"search by image: best {best:.1f} req/s = {best / model:.2f}x model-only ORT at batch 1 "
-      f"({model:.1f} img/s: {before:.1f} before, {after:.1f} after)")
-print(f"search by id, concurrency 1: p99 {p99:.2f} ms")
-PY
 if [ -n "${IVF_LISTS:-}" ]; then
   echo "inverted file: $IVF_LISTS lists, ${IVF_PROBES:-16} probes; what it finds of the exact top 10:"
   $bin index ivf-recall --index "$OUT/index-$N" --lists "$IVF_LISTS" --probes "${IVF_PROBES:-16}" \

@@ -22,54 +22,22 @@ log=$(mktemp)
 $bin serve --model "$OUT/m.safetensors" --index "$OUT/index-$N" --addr 127.0.0.1:0 \
   --workers "${WORKERS:-2}" --threads "${THREADS:-1}" "$@" > "$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null || true; rm -f "$log" "$log".*.json' EXIT
+trap 'kill $server 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 600); do grep -q "listening on" "$log" && break; sleep 0.1; done
 url=$(sed -n 's/^listening on \(http:[^ ]*\)\/$/\1/p' "$log" | head -1)
 [ -n "$url" ] || { cat "$log"; exit 1; }
-ticks() { awk '{print $14 + $15}' "/proc/$server/stat"; }
-# model-only ONNX Runtime at batch 1, the faster of one session on every core and the server's
-# own sessions side by side (as scripts/load-test.sh takes it), measured in every round before
-# and after the load (their mean), because this machine's speed drifts by several percent
-# between minutes
-model_only() {
-  local one side
-  one=$($bin bench-model --model "$OUT/m.safetensors" --batch 1 --iters 1000)
-  side=$($bin bench-model --model "$OUT/m.safetensors" --batch 1 --iters 1000 \
-    --sessions "${WORKERS:-2}" --threads "${THREADS:-1}")
-  python3 -c 'import json, sys; print(max(json.loads(a)["images_per_second"] for a in sys.argv[1:]))' "$one" "$side"
-}
-hz=$(getconf CLK_TCK)
-rounds=()
-for round in $(seq "${ROUNDS:-1}"); do
-  before_model=$(model_only)
-  if [ "${PERF:-0}" = 1 ] && [ "$round" = 1 ]; then
-    (sleep 2; perf record -q -F 999 -p "$server" -o "$OUT/serve-cpu.perf" -- sleep $((SECONDS_RUN - 3)) >/dev/null 2>&1) &
-  fi
-  before=$(ticks)
-  $bin load-test --url "$url" --images "$OUT/photos" --kinds image --levels "$CLIENTS" \
-    --seconds "$SECONDS_RUN" --json "$log.$round.json" >/dev/null
-  after=$(ticks)
-  model=$(python3 -c 'import sys; print((float(sys.argv[1]) + float(sys.argv[2])) / 2)' "$before_model" "$(model_only)")
-  rounds+=("$model $((after - before)) $log.$round.json")
-done
+# model-only ONNX Runtime at batch 1 before and after every round, the server's CPU per search
+# from /proc, the median and range over rounds: all measured and printed by `unisight load-test`
+if [ "${PERF:-0}" = 1 ]; then
+  # the first round's load starts after the anchor measurement (a few seconds)
+  (sleep 8; perf record -q -F 999 -p "$server" -o "$OUT/serve-cpu.perf" -- sleep $((SECONDS_RUN - 2)) >/dev/null 2>&1) &
+fi
+$bin load-test --url "$url" --images "$OUT/photos" --kinds image --levels "$CLIENTS" \
+  --seconds "$SECONDS_RUN" --rounds "${ROUNDS:-1}" --server-pid "$server" \
+  --anchor-model "$OUT/m.safetensors" --anchor-sessions "${WORKERS:-2}" --anchor-threads "${THREADS:-1}"
 kill $server; wait $server 2>/dev/null || true
 trap - EXIT
-python3 - "$hz" "$N" "$CLIENTS" "$(nproc)" "${rounds[@]}" <<'PY2'
-import json, statistics, sys
-hz, n, clients, cores = (float(a) for a in sys.argv[1:5])
-ratios = []
-for line in sys.argv[5:]:
-    model, ticks, report = line.split(" ", 2)
-    model, ticks = float(model), float(ticks)
-    level = json.load(open(report))["results"]["search by image"][0]
-    rate, requests = level["per_second"], level["requests"]
-    ratios.append(rate / model)
-    print(f"{n:.0f} items, {clients:.0f} clients: {rate:.1f} searches by image/s = {rate / model:.2f}x model-only ONNX Runtime at batch 1 ({model:.1f} img/s)")
-    print(f"  server CPU {ticks / hz * 1e3 / max(requests, 1):.2f} core-ms per search; client {level['client_cpu_ms_per_request']:.2f}; model-only {cores * 1e3 / model:.2f} core-ms per image on {cores:.0f} cores")
-if len(ratios) > 1:
-    print(f"median of {len(ratios)} rounds: {statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f})")
-PY2
-rm -f "$log" "$log".*.json
+rm -f "$log"
 if [ "${PERF:-0}" = 1 ]; then
   perf report -i "$OUT/serve-cpu.perf" --no-children --sort dso -g none -q 2>/dev/null | head -6
 fi

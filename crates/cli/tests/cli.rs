@@ -975,6 +975,45 @@ fn load_test_runs_bounded_against_a_real_server_and_only_on_loopback() {
             }
         }
     }
+    // with the server's pid and a model-only anchor: its CPU per request, the ratio per round
+    // and their median
+    let anchored = t.join("anchored.json");
+    let out = ok(unisight()
+        .args(["load-test", "--url", &server.url, "--images"])
+        .arg(&photos)
+        .args([
+            "--kinds",
+            "image",
+            "--levels",
+            "1",
+            "--seconds",
+            "1",
+            "--rounds",
+            "2",
+        ])
+        .args(["--server-pid", &server.child.id().to_string()])
+        .args(["--anchor-images", "20", "--anchor-model"])
+        .arg(t.join("m.safetensors"))
+        .arg("--json")
+        .arg(&anchored)
+        .output()
+        .unwrap());
+    assert!(out.contains("median of 2 rounds"), "{out}");
+    let anchored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&anchored).unwrap()).unwrap();
+    let ratios = anchored["image_x_model_only"].as_array().unwrap();
+    assert_eq!(ratios.len(), 2, "{anchored}");
+    assert!(
+        ratios.iter().all(|r| r.as_f64().unwrap() > 0.0),
+        "{anchored}"
+    );
+    assert_eq!(anchored["anchors"].as_array().unwrap().len(), 2);
+    for level in anchored["results"]["search by image"].as_array().unwrap() {
+        assert!(
+            level["server_cpu_ms_per_request"].as_f64().unwrap() > 0.0,
+            "{level}"
+        );
+    }
     // someone else's server is never loaded, whatever it is
     let refused = unisight()
         .args(["load-test", "--url", "http://192.0.2.1:80", "--images"])

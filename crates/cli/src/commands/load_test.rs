@@ -68,6 +68,26 @@ pub struct Settings {
     /// Also write the results here (JSON).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// A model file to measure model-only ONNX Runtime at batch 1 with, before and after each
+    /// round (their mean is the anchor of the "x model-only" ratios): the faster of one session
+    /// on every core and `--anchor-sessions` sessions side by side, as the server runs them.
+    #[arg(long)]
+    anchor_model: Option<PathBuf>,
+    /// Sessions of the side-by-side anchor measurement (`serve --workers`).
+    #[arg(long, default_value_t = 2)]
+    anchor_sessions: usize,
+    /// Threads per session of that measurement (`serve --threads`).
+    #[arg(long, default_value_t = 1)]
+    anchor_threads: usize,
+    /// Images per anchor measurement (each of the two, before and after a round).
+    #[arg(long, default_value_t = 1000)]
+    anchor_images: usize,
+    /// Process id of the server, on this machine: its CPU time per request is reported.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Run every kind and level this many times (the ratios' median and range are reported).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// One level's outcome.
@@ -83,12 +103,28 @@ struct Level {
     /// CPU time this process (the client) spent per request, so a reader can see what the
     /// client took of cores it shares with the server.
     client_cpu_ms_per_request: f64,
+    /// CPU time the server (`--server-pid`) spent per request.
+    server_cpu_ms_per_request: Option<f64>,
+    /// Round (1-based) the level belongs to.
+    round: usize,
+}
+
+/// One round's anchor: model-only images per second before and after its load.
+#[derive(Debug, Serialize)]
+struct Anchor {
+    before: f64,
+    after: f64,
+    mean: f64,
 }
 
 #[derive(Serialize)]
 struct Report {
     results: BTreeMap<String, Vec<Level>>,
     failures: Vec<(String, usize)>,
+    /// Per round, with `--anchor-model`.
+    anchors: Vec<Anchor>,
+    /// Per round: the best search by image rate over the anchor.
+    image_x_model_only: Vec<f64>,
 }
 
 /// Runs every kind at every level, prints a line per level, writes the JSON report when asked,
@@ -115,42 +151,111 @@ pub fn run(settings: &Settings) -> Result<()> {
         (None, true) => bail!("uploads need --images"),
         (_, false) => Vec::new(),
     };
-    let mut results = BTreeMap::new();
-    let mut failures = Vec::new();
-    for &kind in &settings.kinds {
-        let mut levels = Vec::new();
-        for &concurrency in &settings.levels {
-            let plan = Plan {
-                base: &base,
-                kind,
-                k: settings.k,
-                keys: &keys,
-                photos: &photos,
-            };
-            let level = run_level(
-                &plan,
-                concurrency,
-                Duration::from_secs_f64(settings.seconds),
-            );
-            println!(
-                "{:22} concurrency {concurrency:2}: {:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  \
-                 statuses {:?}  connection errors {}  client {:.3} cpu-ms/request",
-                kind.title(),
-                level.per_second,
-                level.p50_ms,
-                level.p99_ms,
-                level.statuses,
-                level.connection_errors,
-                level.client_cpu_ms_per_request,
-            );
-            if level.connection_errors > 0 || level.statuses.keys().any(|s| s.starts_with('5')) {
-                failures.push((kind.title().to_owned(), concurrency));
-            }
-            levels.push(level);
-        }
-        results.insert(kind.title().to_owned(), levels);
+    if !(1..=20).contains(&settings.rounds) {
+        bail!("--rounds must be between 1 and 20");
     }
-    let report = Report { results, failures };
+    let mut results: BTreeMap<String, Vec<Level>> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let mut anchors = Vec::new();
+    let mut ratios = Vec::new();
+    for round in 1..=settings.rounds {
+        let before = anchor(settings)?;
+        let mut best_image: Option<f64> = None;
+        for &kind in &settings.kinds {
+            for &concurrency in &settings.levels {
+                let plan = Plan {
+                    base: &base,
+                    kind,
+                    k: settings.k,
+                    keys: &keys,
+                    photos: &photos,
+                };
+                let server_before = settings.server_pid.map(cpu_seconds_of);
+                let mut level = run_level(
+                    &plan,
+                    concurrency,
+                    Duration::from_secs_f64(settings.seconds),
+                );
+                level.round = round;
+                level.server_cpu_ms_per_request =
+                    settings.server_pid.zip(server_before).map(|(pid, before)| {
+                        (cpu_seconds_of(pid) - before) * 1e3 / level.requests.max(1) as f64
+                    });
+                let server = level
+                    .server_cpu_ms_per_request
+                    .map(|ms| format!("  server {ms:.2} cpu-ms/request"))
+                    .unwrap_or_default();
+                println!(
+                    "{:22} concurrency {concurrency:2}: {:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  \
+                     statuses {:?}  connection errors {}  client {:.3} cpu-ms/request{server}",
+                    kind.title(),
+                    level.per_second,
+                    level.p50_ms,
+                    level.p99_ms,
+                    level.statuses,
+                    level.connection_errors,
+                    level.client_cpu_ms_per_request,
+                );
+                if level.connection_errors > 0 || level.statuses.keys().any(|s| s.starts_with('5'))
+                {
+                    failures.push((kind.title().to_owned(), concurrency));
+                }
+                if kind == Kind::Image {
+                    best_image = Some(best_image.unwrap_or(0.0).max(level.per_second));
+                }
+                results
+                    .entry(kind.title().to_owned())
+                    .or_default()
+                    .push(level);
+            }
+        }
+        if let Some(before) = before {
+            let after = anchor(settings)?.unwrap_or(before);
+            let mean = (before + after) / 2.0;
+            if let Some(best) = best_image {
+                ratios.push(best / mean);
+                println!(
+                    "round {round}: search by image, best {best:.1} req/s = {:.2}x model-only \
+                     ONNX Runtime at batch 1 ({mean:.1} img/s: {before:.1} before, {after:.1} \
+                     after; {:.2} core-ms per image on {} cores)",
+                    best / mean,
+                    cores() as f64 * 1e3 / mean,
+                    cores()
+                );
+            }
+            anchors.push(Anchor {
+                before,
+                after,
+                mean,
+            });
+        }
+    }
+    if ratios.len() > 1 {
+        let mut sorted = ratios.clone();
+        sorted.sort_by(f64::total_cmp);
+        println!(
+            "median of {} rounds: {:.2}x model-only (range {:.2}-{:.2})",
+            sorted.len(),
+            percentile(&sorted, 50.0),
+            sorted[0],
+            sorted[sorted.len() - 1]
+        );
+    }
+    if let Some(p99) = results.get(Kind::Id.title()).and_then(|levels| {
+        levels
+            .iter()
+            .filter(|l| l.concurrency == 1)
+            .map(|l| l.p99_ms)
+            .min_by(f64::total_cmp)
+    }) {
+        println!("search by id, concurrency 1: p99 {p99:.2} ms");
+    }
+    let report = Report {
+        results,
+        failures,
+        anchors,
+        image_x_model_only: ratios,
+    };
     if let Some(path) = &settings.json {
         unisight_core::atomic::atomic_write_bytes(path, &serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -163,6 +268,37 @@ pub fn run(settings: &Settings) -> Result<()> {
     }
     println!("no 5xx, no dropped connections");
     Ok(())
+}
+
+/// The round's model-only anchor with `--anchor-model`: images per second at batch 1, the
+/// faster of one session on every core and the server's sessions side by side.
+fn anchor(settings: &Settings) -> Result<Option<f64>> {
+    let Some(model) = &settings.anchor_model else {
+        return Ok(None);
+    };
+    let rate = |threads, sessions| {
+        crate::commands::model::model_only_rate(
+            Some(model),
+            1,
+            settings.anchor_images.max(1),
+            threads,
+            sessions,
+            crate::embedder::Backend::Ort,
+        )
+        .map(|(rate, _)| rate)
+    };
+    let one = rate(0, 1)?;
+    let side = rate(settings.anchor_threads, settings.anchor_sessions)?;
+    eprintln!(
+        "model only (ONNX Runtime, batch 1): one session {one:.1} img/s; {} sessions of {} \
+         threads {side:.1} img/s",
+        settings.anchor_sessions, settings.anchor_threads
+    );
+    Ok(Some(one.max(side)))
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// `http://HOST:PORT` without a trailing slash; only loopback hosts, so this never loads
@@ -272,6 +408,8 @@ fn run_level(plan: &Plan<'_>, concurrency: usize, length: Duration) -> Level {
         statuses,
         connection_errors: seen.iter().map(|s| s.errors).sum(),
         client_cpu_ms_per_request: cpu * 1e3 / latencies.len().max(1) as f64,
+        server_cpu_ms_per_request: None,
+        round: 1,
     }
 }
 
@@ -367,7 +505,16 @@ fn percent_encode(key: &str) -> String {
 
 /// User plus system CPU seconds of this process so far (0 where /proc is unavailable).
 fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_at("/proc/self/stat")
+}
+
+/// User plus system CPU seconds of process `pid` so far (0 where /proc is unavailable).
+fn cpu_seconds_of(pid: u32) -> f64 {
+    cpu_seconds_at(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_seconds_at(stat: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(stat) else {
         return 0.0;
     };
     // fields after the command name, which is in parentheses and may hold spaces

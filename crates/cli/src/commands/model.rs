@@ -4,8 +4,10 @@
 use anyhow::{anyhow, Context, Result};
 use unisight_core::Architecture;
 
+use std::path::Path;
+
 use crate::args::{BenchModelArgs, ExportOnnxArgs, InitModelArgs};
-use crate::embedder::{load_model, make_embedder};
+use crate::embedder::{load_model, make_embedder, Backend};
 
 /// Runs `unisight init-model`.
 pub fn init(args: InitModelArgs) -> Result<()> {
@@ -47,9 +49,32 @@ pub fn bench(args: BenchModelArgs) -> Result<()> {
         backend,
     } = args;
     let sessions = sessions.max(1);
+    let (rate, name) = model_only_rate(model.as_deref(), batch, iters, threads, sessions, backend)?;
+    println!(
+        "{{\"backend\":\"{name}\",\"batch\":{batch},\"sessions\":{sessions},\"images_per_second\":{rate:.2}}}"
+    );
+    Ok(())
+}
+
+/// Model-only throughput (images per second, all sessions together) of `sessions` embedders
+/// side by side, each embedding `iters` batches of fixed pseudo-random pixels after one
+/// warm-up batch: the anchor every serving and embedding ratio is taken against. Also returns
+/// the backend that ran.
+///
+/// # Errors
+/// Loading the model or running inference fails.
+pub fn model_only_rate(
+    model: Option<&Path>,
+    batch: usize,
+    iters: usize,
+    threads: usize,
+    sessions: usize,
+    backend: Backend,
+) -> Result<(f64, &'static str)> {
+    let sessions = sessions.max(1);
     let mut embedders = Vec::new();
     for _ in 0..sessions {
-        let (net, model_id) = load_model(model.as_deref())?;
+        let (net, model_id) = load_model(model)?;
         embedders.push(make_embedder(net, &model_id, backend, threads)?);
     }
     let name = embedders[0].backend();
@@ -81,9 +106,8 @@ pub fn bench(args: BenchModelArgs) -> Result<()> {
         }
         Ok(())
     })?;
-    let rate = (sessions * iters * batch) as f64 / start.elapsed().as_secs_f64();
-    println!(
-        "{{\"backend\":\"{name}\",\"batch\":{batch},\"sessions\":{sessions},\"images_per_second\":{rate:.2}}}"
-    );
-    Ok(())
+    Ok((
+        (sessions * iters * batch) as f64 / start.elapsed().as_secs_f64(),
+        name,
+    ))
 }
