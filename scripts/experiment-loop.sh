@@ -2,7 +2,7 @@
 # The loop, end to end, on this machine (about 10 minutes on 2 cores):
 #   1. train a model from human labels (grocery coarse categories only);
 #   2. A/B round 1: serve zero-shot (control) and that model (treatment) side by side on
-#      127.0.0.1, driven by SIMULATED users (scripts/simulate_users.py) who search with store
+#      127.0.0.1, driven by SIMULATED users (`unisight simulate-users`) who search with store
 #      photos and click the exact product; the service logs what it showed and what they did;
 #   3. train the next model from that engagement log plus the same human labels;
 #   4. A/B round 2: the human-label model (control) against the engagement model (treatment);
@@ -75,7 +75,7 @@ EOF
     url=$(sed -n 's|listening on \(http://[^/]*\)/|\1|p' "$port_file")
     [ -n "$url" ] || { cat "$dir/serve.err" >&2; exit 1; }
     echo "== $1: $2 (control) vs $3 (treatment) at $url, $SEARCHES searches by simulated users" >&2
-    python3 scripts/simulate_users.py --url "$url" --root "$ds" --queries "$ds/test.txt" \
+    $bin simulate-users --url "$url" --root "$ds" --queries "$ds/test.txt" \
       --catalog "$ds/train.txt" --searches "$SEARCHES" --users "$USERS" --seed "$SEED" \
       --out "$dir/simulated-users.json" > /dev/null
     curl -s "$url/readyz" > "$dir/readyz.json"

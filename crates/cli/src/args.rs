@@ -54,6 +54,9 @@ pub enum Command {
     /// Write a SIMULATED engagement log (searches by a baseline embedding, position-biased
     /// clicks and saves) from a labelled set, to test training from engagement end to end.
     SimulateEngagement(SimulateEngagementArgs),
+    /// SIMULATED users driving a running service on loopback: they search by uploading
+    /// labelled photos and click, save and dwell as unisight's simulated user does; bounded.
+    SimulateUsers(SimulateUsersArgs),
     /// Build and change binary-code indexes.
     Index {
         #[command(subcommand)]
@@ -368,6 +371,41 @@ pub struct SimulateEngagementArgs {
     /// The log to write (JSON Lines; every event has "simulated": true).
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Arguments of `unisight simulate-users`.
+#[derive(Debug, Args)]
+pub struct SimulateUsersArgs {
+    /// The service, http://127.0.0.1:PORT or http://localhost:PORT (nothing else).
+    #[arg(long)]
+    pub url: String,
+    /// Folder the query photos' paths are relative to.
+    #[arg(long)]
+    pub root: PathBuf,
+    /// Labelled query photos: `path, fine[, coarse]` per line (e.g. the Grocery Store's test.txt).
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Labels of the indexed items, by path, in the same format.
+    #[arg(long)]
+    pub catalog: PathBuf,
+    /// Searches in all.
+    #[arg(long, default_value_t = 1000)]
+    pub searches: usize,
+    /// Distinct simulated users (each keeps its arm).
+    #[arg(long, default_value_t = 200)]
+    pub users: usize,
+    /// Results per search.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Searches in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Seed of the users and their behaviour.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write the counts here (JSON).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// Arguments of `unisight search`.

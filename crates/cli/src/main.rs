@@ -30,6 +30,7 @@ fn run(command: Command) -> Result<()> {
         Command::SummarizeRuns(args) => train::summarize(args),
         Command::LoadTest(settings) => load_test::run(&settings),
         Command::SimulateEngagement(args) => engagement::run(args),
+        Command::SimulateUsers(args) => simulate_users::run(args),
         Command::Index { command } => index::run(command),
         Command::Experiment { command } => experiment::run_experiment(command),
         Command::Study { command } => experiment::run_study(command),

@@ -1352,6 +1352,75 @@ fn experiment_arms_log_engagement_and_report() {
     assert!(err.contains("bad.toml") && err.contains("indx"), "{err}");
 }
 
+#[test]
+fn simulated_users_drive_the_service_and_are_marked_in_the_log() {
+    let Some(grocery) = grocery() else {
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    let names = copy_photos(&grocery, &photos, 12);
+    let experiment = experiment_setup(t, &photos, &names);
+    let server = start_server(&["--experiment".as_ref(), experiment.as_os_str()], None);
+    // labels from the Grocery Store folders in the names: product, then category
+    let labels: String = names
+        .iter()
+        .map(|n| {
+            let parts: Vec<&str> = n.split('_').collect();
+            let product = parts[..parts.len() - 1].join("/");
+            format!("{n}, {product}, {}\n", parts[..3].join("/"))
+        })
+        .collect();
+    std::fs::write(t.join("labels.txt"), labels).unwrap();
+    let counts = t.join("counts.json");
+    ok(unisight()
+        .args(["simulate-users", "--url", &server.url, "--root"])
+        .arg(&photos)
+        .arg("--queries")
+        .arg(t.join("labels.txt"))
+        .arg("--catalog")
+        .arg(t.join("labels.txt"))
+        .args([
+            "--searches",
+            "30",
+            "--users",
+            "6",
+            "--concurrency",
+            "2",
+            "--out",
+        ])
+        .arg(&counts)
+        .output()
+        .unwrap());
+    let counts: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&counts).unwrap()).unwrap();
+    assert_eq!(counts["searches"], 30, "{counts}");
+    assert_eq!(counts["errors"], 0, "{counts}");
+    assert_eq!(counts["simulated"], true);
+    // each query photo is in the catalog: users find and click the right product
+    assert!(counts["relevant_clicks"].as_u64().unwrap() > 0, "{counts}");
+    drop(server);
+    let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
+    assert!(log.lines().count() > 30 * 5);
+    assert!(
+        log.lines().all(|l| l.contains("\"simulated\":true")),
+        "every line of simulated users is marked"
+    );
+    assert!(log.contains("\"action\":\"click\"") && log.contains("\"result_key\""));
+    // someone else's service is never driven
+    let refused = unisight()
+        .args(["simulate-users", "--url", "http://192.0.2.1:80", "--root"])
+        .arg(&photos)
+        .arg("--queries")
+        .arg(t.join("labels.txt"))
+        .arg("--catalog")
+        .arg(t.join("labels.txt"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+}
+
 fn search_once(url: &str, photo: &[u8]) {
     let (status, body) = call(
         ureq::post(&format!("{url}/v1/search?k=3")),

@@ -4,7 +4,8 @@
 //! - [`record`]: one event ([`EngagementEvent`]); [`read`]: the files of a log, in order;
 //!   [`write`]: the append-only, rotated writer ([`EventLog`]); [`rule`]: the rule that turns
 //!   engagement into classes and the labelled images of a log; [`catalog`](crate::rule::list_split):
-//!   item keys resolved to images through the index or embedding folder the service searched.
+//!   item keys resolved to images through the index or embedding folder the service searched;
+//!   [`user`]: the simulated user ([`UserModel`]), the one click model of every simulation.
 //! - The format is specified in `docs/formats/engagement-log.md`.
 //!
 //! # The log
@@ -46,10 +47,12 @@ mod error;
 pub mod read;
 pub mod record;
 pub mod rule;
+pub mod user;
 pub mod write;
 
 pub use error::{Error, Result};
 pub use read::{log_files, read_log, read_logs};
 pub use record::{Action, EngagementEvent, UPLOAD_PREFIX};
 pub use rule::{engagement_classes, labeled_from_events, list_split, LabelRule};
+pub use user::{Reaction, Shown, UserModel};
 pub use write::{EventLog, LogOptions, Opened};

@@ -3,40 +3,27 @@
 //! event written here carries `"simulated": true`.
 //!
 //! The simulated product: a user searches with a random image of the set; the results shown are
-//! the top `shown` images by a baseline embedding (cosine, the query excluded). The user
-//! examines rank `i` with probability `examine_first * examine_decay^i` (position bias). An
-//! examined result is clicked with probability `p_relevant` when it has the query's label; a
-//! wrong result is clicked with probability `p_similar` scaled by how similar it looks (its
-//! cosine, rescaled over the shown list: wrong-but-similar items draw clicks); and any shown
-//! result may be clicked at random with probability `p_noise`. A click on a relevant result
-//! becomes a save with probability `p_save`.
+//! the top `shown` images by a baseline embedding (cosine, the query excluded). The user reacts
+//! as the one simulated user of unisight does ([`UserModel`]): a result is relevant when it has
+//! the query's label, and a wrong result looks as alike as its cosine, rescaled over the shown
+//! list.
 
 use std::collections::BTreeMap;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use unisight_engagement::{Action, EngagementEvent};
+use unisight_engagement::{Action, EngagementEvent, Shown, UserModel};
 use unisight_eval::search::{top_k_float, SelfMatch};
 
-/// Parameters of the simulated users.
+/// What to simulate.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimulationConfig {
     /// Searches to simulate.
     pub searches: usize,
     /// Results shown per search.
     pub shown: usize,
-    /// Probability of examining the first result.
-    pub examine_first: f64,
-    /// Decay of the examination probability per rank.
-    pub examine_decay: f64,
-    /// Click probability of an examined relevant result.
-    pub p_relevant: f64,
-    /// Click probability of the most similar-looking wrong result (scaled down for the rest).
-    pub p_similar: f64,
-    /// Probability of a random click on any shown result.
-    pub p_noise: f64,
-    /// Probability that a click on a relevant result is a save.
-    pub p_save: f64,
+    /// How the users react.
+    pub user: UserModel,
     /// Seed.
     pub seed: u64,
 }
@@ -46,12 +33,7 @@ impl Default for SimulationConfig {
         SimulationConfig {
             searches: 5000,
             shown: 20,
-            examine_first: 0.95,
-            examine_decay: 0.88,
-            p_relevant: 0.6,
-            p_similar: 0.15,
-            p_noise: 0.01,
-            p_save: 0.3,
+            user: UserModel::default(),
             seed: 1,
         }
     }
@@ -103,30 +85,19 @@ pub fn simulate_engagement(
         let (lo, hi) = sims
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
-        for (pos, (&g, &sim)) in list.iter().zip(&sims).enumerate() {
-            let relevant = labels[g] == labels[q];
-            let examined = rng.gen_bool(
-                (config.examine_first * config.examine_decay.powi(pos as i32)).clamp(0.0, 1.0),
-            );
-            let p_click = if !examined {
-                0.0
-            } else if relevant {
-                config.p_relevant
-            } else {
-                let looks = if hi > lo { (sim - lo) / (hi - lo) } else { 1.0 };
-                config.p_similar * looks
-            };
-            let clicked = rng.gen_bool(p_click.clamp(0.0, 1.0))
-                || rng.gen_bool(config.p_noise.clamp(0.0, 1.0));
-            if !clicked {
-                continue;
-            }
-            let action = if relevant && rng.gen_bool(config.p_save) {
-                2
-            } else {
-                1
-            };
-            let entry = counts.entry((q, g, action)).or_insert((0, pos as u32));
+        let shown_list: Vec<Shown> = list
+            .iter()
+            .zip(&sims)
+            .map(|(&g, &sim)| Shown {
+                relevant: labels[g] == labels[q],
+                similarity: if hi > lo { (sim - lo) / (hi - lo) } else { 1.0 },
+            })
+            .collect();
+        for r in config.user.react(&shown_list, &mut rng) {
+            let action = if r.save { 2 } else { 1 };
+            let entry = counts
+                .entry((q, list[r.position], action))
+                .or_insert((0, r.position as u32));
             entry.0 += 1;
         }
     }

@@ -303,7 +303,7 @@ fn cores() -> usize {
 
 /// `http://HOST:PORT` without a trailing slash; only loopback hosts, so this never loads
 /// someone else's server.
-fn loopback_base(url: &str) -> Result<String> {
+pub(crate) fn loopback_base(url: &str) -> Result<String> {
     let rest = url
         .strip_prefix("http://")
         .with_context(|| format!("refusing {url}: only http://127.0.0.1 or localhost"))?;
@@ -491,7 +491,7 @@ fn malformed<'a>(rng: &mut StdRng, photo: &'a [u8]) -> (Cow<'a, [u8]>, &'static 
 }
 
 /// Percent-encodes everything but unreserved characters, for a key in a URL path.
-fn percent_encode(key: &str) -> String {
+pub(crate) fn percent_encode(key: &str) -> String {
     let mut out = String::with_capacity(key.len());
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -11,4 +11,5 @@ pub mod load_test;
 pub mod model;
 pub mod search;
 pub mod serve;
+pub mod simulate_users;
 pub mod train;
