@@ -39,10 +39,12 @@ embed_and_index() { # model name
   fi
 }
 
-train() { # config name
-  if [ ! -f "$OUT/$2.safetensors" ]; then
-    $bin train --config "$1" --data-dir "$DATA_DIR" --seed "$SEED" \
-      --out "$OUT/$2.safetensors" --work-dir "$OUT/$2.run" >&2
+train() { # config name [--set KEY=VALUE ...]
+  local config=$1 name=$2
+  shift 2
+  if [ ! -f "$OUT/$name.safetensors" ]; then
+    $bin train --config "$config" --data-dir "$DATA_DIR" --seed "$SEED" "$@" \
+      --out "$OUT/$name.safetensors" --work-dir "$OUT/$name.run" >&2
   fi
 }
 
@@ -96,9 +98,9 @@ embed_and_index "$OUT/human.safetensors" human
 round round-1 zero-shot human
 
 echo "== train from the round-1 engagement log + human labels" >&2
-sed -e "s|^logs = .*|logs = \"$OUT/round-1/logs\"|" -e "s|^catalog = .*|catalog = \"$OUT/human-index\"|" \
-  configs/loop-engagement.toml > "$OUT/loop-engagement.toml"
-train "$OUT/loop-engagement.toml" engagement
+abs_out=$(cd "$OUT" && pwd)
+train configs/loop-engagement.toml engagement \
+  --set "datasets.clicks.logs=$abs_out/round-1/logs" --set "datasets.clicks.catalog=$abs_out/human-index"
 embed_and_index "$OUT/engagement.safetensors" engagement
 
 round round-2 human engagement

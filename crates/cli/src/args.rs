@@ -176,6 +176,10 @@ pub struct TrainArgs {
     /// Override the task file's seed.
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Override a key of the task file, `KEY=VALUE` with a dotted key (`train.steps=300`,
+    /// `datasets.clicks.logs=/abs/logs`); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// Stop after this step, checkpointed, as if interrupted (rerun to resume).
     #[arg(long)]
     pub stop_after: Option<usize>,

@@ -14,7 +14,8 @@ pub const DEFAULT_TRUNK_CACHE: &str = ".cache/trunk";
 
 /// Runs `unisight train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let mut config = TrainConfig::load_with_data_dir(&args.config, args.data_dir.as_deref())?;
+    let mut config =
+        TrainConfig::load_with_overrides(&args.config, args.data_dir.as_deref(), &args.overrides)?;
     if let Some(seed) = args.seed {
         config.seed = seed;
     }
