@@ -273,32 +273,6 @@ fn default_train_splits() -> Vec<String> {
     vec!["train".into()]
 }
 
-/// Sets `KEY=VALUE` (a dotted table path) in `table`, creating missing tables.
-fn apply_override(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
-    let (key, raw) = assignment
-        .split_once('=')
-        .ok_or_else(|| "expected KEY=VALUE".to_string())?;
-    let parts: Vec<&str> = key.trim().split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(format!("`{key}` is not a dotted key"));
-    }
-    let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
-        .ok()
-        .and_then(|mut t| t.remove("v"))
-        .unwrap_or_else(|| toml::Value::String(raw.to_string()));
-    let (last, tables) = parts.split_last().expect("at least one part");
-    let mut at = table;
-    for part in tables {
-        at = at
-            .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{part}` is not a table"))?;
-    }
-    at.insert(last.to_string(), value);
-    Ok(())
-}
-
 /// Proxy set of a task's softmax.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -436,7 +410,7 @@ impl TrainConfig {
         } else {
             let mut value: toml::Table = toml::from_str(&text).map_err(parse_error)?;
             for o in overrides {
-                apply_override(&mut value, o)
+                crate::overrides::apply(&mut value, o)
                     .map_err(|what| config_error(format!("--set {o}: {what}")))?;
             }
             value.try_into().map_err(parse_error)?
@@ -672,36 +646,5 @@ proxy_budget = 4
         assert!(e.contains("layer3"), "{e}");
         let e = err(&GOOD.replace("steps = 10", ""));
         assert!(e.contains("epochs"), "{e}");
-    }
-
-    #[test]
-    fn overrides_set_values_and_paths_and_refuse_bad_keys() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tasks.toml");
-        std::fs::write(&path, GOOD).unwrap();
-        let set = |o: &[&str]| {
-            let o: Vec<String> = o.iter().map(|s| s.to_string()).collect();
-            TrainConfig::load_with_overrides(&path, None, &o)
-        };
-        let c = set(&[
-            "train.steps=300",
-            "seed=9",
-            "datasets.clothing.root=/else/where",
-        ])
-        .unwrap();
-        assert_eq!((c.train.steps, c.seed), (Some(300), 9));
-        assert_eq!(c.datasets["clothing"].root, PathBuf::from("/else/where"));
-        // a relative path resolves in the task file's folder, as the file's own do
-        let c = set(&["datasets.grocery.root=other"]).unwrap();
-        assert_eq!(c.datasets["grocery"].root, dir.path().join("other"));
-        for bad in [
-            "train.steps",
-            "seed.x=1",
-            "train.nosuchkey=1",
-            "train.steps=\"many\"",
-        ] {
-            let err = set(&[bad]).unwrap_err().to_string();
-            assert!(err.contains("tasks.toml"), "{bad}: {err}");
-        }
     }
 }
