@@ -83,6 +83,10 @@ pub struct Report {
     pub seconds: f64,
     /// Peak resident memory of the process, where the OS reports it.
     pub peak_rss_bytes: Option<u64>,
+    /// Bytes of the embedding and code files read from embedding folders, to set the peak
+    /// memory against (absent when the sets were embedded in this run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
     /// What was computed.
     pub settings: Settings,
     /// Per task.
@@ -277,6 +281,21 @@ impl Report {
             .unwrap_or_else(|| self.model.clone())
     }
 
+    /// ", peak memory X MiB" and, when the input's size is known, what multiple of it that is.
+    fn memory_summary(&self) -> String {
+        const MIB: f64 = 1048576.0;
+        match (self.peak_rss_bytes, self.input_bytes) {
+            (Some(rss), Some(input)) if input > 0 => format!(
+                ", peak memory {:.0} MiB = {:.2}x the embeddings and codes read ({:.0} MiB)",
+                rss as f64 / MIB,
+                rss as f64 / input as f64,
+                input as f64 / MIB
+            ),
+            (Some(rss), _) => format!(", peak memory {:.0} MiB", rss as f64 / MIB),
+            _ => String::new(),
+        }
+    }
+
     /// The report for people.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
@@ -286,9 +305,7 @@ impl Report {
             "Search and scoring took {:.1} s{}. Float: cosine over the embeddings; bits: Hamming \
              distance over the sign codes.\n",
             self.seconds,
-            self.peak_rss_bytes
-                .map(|b| format!(", peak memory {:.0} MiB", b as f64 / 1048576.0))
-                .unwrap_or_default()
+            self.memory_summary()
         );
         for t in &self.tasks {
             let m = &t.metrics;
@@ -447,6 +464,7 @@ mod tests {
             created_unix: 0,
             seconds: 0.0,
             peak_rss_bytes: None,
+            input_bytes: None,
             settings,
             tasks: vec![task],
         }

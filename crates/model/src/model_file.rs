@@ -31,13 +31,27 @@ pub const TASKS_KEY: &str = "tasks";
 /// proxies themselves are tensors) under [`TASKS_KEY`] when given.
 ///
 /// # Errors
-/// I/O errors naming the file.
+/// I/O errors naming the file; [`Error::BadWeights`] when a weight is NaN or infinite (nothing
+/// is written).
 pub fn write_with_tasks(
     path: &Path,
     spec: &ModelSpec,
     weights: &Weights,
     tasks: Option<&str>,
 ) -> Result<()> {
+    // a NaN or infinite weight makes every embedding NaN and every code zero: never ship one
+    for (name, t) in &weights.tensors {
+        let bad = t.values.iter().filter(|v| !v.is_finite()).count();
+        if bad > 0 {
+            return Err(Error::BadWeights {
+                path: path.into(),
+                what: format!(
+                    "tensor `{name}` holds {bad} non-finite values (NaN or infinity); refusing to \
+                     write a model whose embeddings would not be finite"
+                ),
+            });
+        }
+    }
     let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = weights
         .tensors
         .iter()

@@ -37,6 +37,17 @@ pub enum Error {
         /// The cause.
         source: std::io::Error,
     },
+    /// A loss or weight became NaN or infinite; the last checkpoint is the last good state.
+    #[error(
+        "training diverged at step {step}: {what}; the last checkpoint is kept; lower `train.lr` \
+         or check the data"
+    )]
+    Diverged {
+        /// The step (0-based).
+        step: usize,
+        /// What became non-finite.
+        what: String,
+    },
     /// A checkpoint or cache that does not belong to this run or is damaged.
     #[error("{}: {what}", path.display())]
     Resume {

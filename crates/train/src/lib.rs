@@ -18,7 +18,6 @@ pub mod config;
 mod error;
 pub mod loss;
 pub mod network;
-mod overrides;
 pub mod plan;
 pub mod plot;
 pub mod simulate;

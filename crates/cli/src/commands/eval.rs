@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use unisight_core::artifacts::{EmbeddingSet, META_FILE};
+use unisight_core::artifacts::{EmbeddingSet, CODES_FILE, EMBEDDINGS_FILE, META_FILE};
 use unisight_core::atomic::atomic_write_bytes;
 use unisight_core::Embedder;
 use unisight_data::datasets::LabeledImage;
@@ -114,7 +114,7 @@ fn run_eval(
     out: &Path,
 ) -> Result<()> {
     let mut tasks = Vec::new();
-    let (model_id, seconds) = match source {
+    let (model_id, seconds, input_bytes) = match source {
         Source::Model {
             model,
             config,
@@ -197,7 +197,7 @@ fn run_eval(
                 )?);
                 seconds += started.elapsed().as_secs_f64();
             }
-            (model_id, seconds)
+            (model_id, seconds, None)
         }
         Source::Embeddings {
             queries,
@@ -229,9 +229,11 @@ fn run_eval(
                 dim,
                 &s,
             )?);
+            let input_bytes = array_bytes(queries) + gallery.map(array_bytes).unwrap_or(0);
             (
                 queries.display().to_string(),
                 started.elapsed().as_secs_f64(),
+                Some(input_bytes),
             )
         }
     };
@@ -245,6 +247,7 @@ fn run_eval(
             .unwrap_or(0),
         seconds,
         peak_rss_bytes: peak_rss_bytes(),
+        input_bytes,
         settings,
         tasks,
     };
@@ -259,6 +262,15 @@ fn run_eval(
         out.display()
     );
     Ok(())
+}
+
+/// Bytes of an embedding folder's embedding and code files.
+fn array_bytes(dir: &Path) -> u64 {
+    [EMBEDDINGS_FILE, CODES_FILE]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Marker of a complete cached embedding of one set by one model.

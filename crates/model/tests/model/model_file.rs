@@ -42,4 +42,14 @@ fn round_trip_and_bad_files() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("none.safetensors"), "{msg}");
+
+    // a model with a NaN weight is refused and nothing is written
+    let nan_path = dir.path().join("nan.safetensors");
+    let name = weights.tensors.keys().next().unwrap().clone();
+    weights.tensors.get_mut(&name).unwrap().values[0] = f32::NAN;
+    let msg = model_file::write(&nan_path, &spec, &weights)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains(&name) && msg.contains("non-finite"), "{msg}");
+    assert!(!nan_path.exists());
 }

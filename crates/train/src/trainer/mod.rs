@@ -62,6 +62,28 @@ pub struct StepLog {
     pub losses: Vec<Option<f64>>,
 }
 
+impl StepLog {
+    /// An error naming the step and task when a loss is NaN or infinite: the weights are then
+    /// ruined, and the run stops before a checkpoint or model keeps them.
+    ///
+    /// # Errors
+    /// [`Error::Diverged`].
+    pub fn check_finite(&self, tasks: &[String]) -> Result<()> {
+        for (t, loss) in self.losses.iter().enumerate() {
+            if let Some(l) = loss.filter(|l| !l.is_finite()) {
+                return Err(Error::Diverged {
+                    step: self.step,
+                    what: format!(
+                        "the loss of task `{}` is {l}",
+                        tasks.get(t).map_or("?", String::as_str)
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Retrieval quality of one task on one query/gallery pair.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskEval {
@@ -300,6 +322,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         let step = state.step;
         let (next, log, images) = step::train_step(&ctx, net, &mut banks, &mut optim, step);
         net = next;
+        log.check_finite(&state.history.tasks)?;
         images_seen += images;
         state.history.steps.push(log);
         state.step += 1;
@@ -405,4 +428,31 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
         path: path.into(),
         what: e.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_non_finite_loss_stops_the_run_naming_step_and_task() {
+        let tasks = vec!["fine".to_string(), "clothing".to_string()];
+        let log = |losses| StepLog {
+            step: 7,
+            lr: 1e-3,
+            losses,
+        };
+        log(vec![Some(2.5), None]).check_finite(&tasks).unwrap();
+        let e = log(vec![Some(2.5), Some(f64::NAN)])
+            .check_finite(&tasks)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("step 7") && e.contains("`clothing`") && e.contains("NaN"),
+            "{e}"
+        );
+        assert!(log(vec![Some(f64::INFINITY), None])
+            .check_finite(&tasks)
+            .is_err());
+    }
 }

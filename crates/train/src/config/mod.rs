@@ -23,12 +23,15 @@
 //! gallery = "grocery:iconic"
 //! ```
 
+mod check;
+mod overrides;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use unisight_core::Architecture;
-use unisight_data::datasets::{label_fields, DatasetKind};
+use unisight_data::datasets::DatasetKind;
 
 use crate::network::TrainFrom;
 use crate::{Error, Result};
@@ -410,7 +413,7 @@ impl TrainConfig {
         } else {
             let mut value: toml::Table = toml::from_str(&text).map_err(parse_error)?;
             for o in overrides {
-                crate::overrides::apply(&mut value, o)
+                overrides::apply(&mut value, o)
                     .map_err(|what| config_error(format!("--set {o}: {what}")))?;
             }
             value.try_into().map_err(parse_error)?
@@ -442,135 +445,6 @@ impl TrainConfig {
         })?;
         Ok(config)
     }
-
-    /// Checks references between keys; the message names the key.
-    ///
-    /// # Errors
-    /// A message naming the offending key.
-    pub fn check(&self) -> std::result::Result<(), String> {
-        if self.tasks.is_empty() {
-            return Err("`tasks`: at least one task is needed".into());
-        }
-        let m = &self.model;
-        if m.dim == 0
-            || !m.dim.is_multiple_of(64)
-            || m.dim > unisight_model::efficientnet::FEATURE_DIM
-        {
-            return Err(format!(
-                "`model.dim` = {}: must be a multiple of 64 up to 1280",
-                m.dim
-            ));
-        }
-        let t = &self.train;
-        if t.batch_size < 2 {
-            return Err("`train.batch_size` must be at least 2".into());
-        }
-        if t.epochs.is_none() == t.steps.is_none() {
-            return Err("`train`: give exactly one of `epochs` and `steps`".into());
-        }
-        if !positive(t.temperature) {
-            return Err("`train.temperature` must be positive".into());
-        }
-        if !non_negative(t.binary_weight) || !positive(t.binary_sharpness) {
-            return Err(
-                "`train.binary_weight` must be >= 0 and `train.binary_sharpness` > 0".into(),
-            );
-        }
-        if t.views == 0 {
-            return Err("`train.views` must be at least 1".into());
-        }
-        for (name, d) in &self.datasets {
-            if d.share.is_some_and(|s| !positive(s)) {
-                return Err(format!("`datasets.{name}.share` must be positive"));
-            }
-            if d.images_per_class == Some(0) {
-                return Err(format!(
-                    "`datasets.{name}.images_per_class` must be at least 1"
-                ));
-            }
-            if let Some(l) = &d.balance_label {
-                if !label_fields(&d.kind).contains(&l.as_str()) {
-                    return Err(format!(
-                        "`datasets.{name}.balance_label` = `{l}` is not a label of this dataset"
-                    ));
-                }
-            }
-            if d.train_splits.is_empty() {
-                return Err(format!("`datasets.{name}.train_splits` is empty"));
-            }
-        }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, task) in self.tasks.iter().enumerate() {
-            let key = format!("tasks[{i}] ({})", task.name);
-            if !names.insert(&task.name) {
-                return Err(format!("{key}: `name` is used twice"));
-            }
-            if task.sources.is_empty() {
-                return Err(format!("{key}: `sources` is empty"));
-            }
-            for s in &task.sources {
-                let d = self.datasets.get(s).ok_or_else(|| {
-                    format!("{key}: `sources` names `{s}`, which is not in `datasets`")
-                })?;
-                let fields = label_fields(&d.kind);
-                if !fields.contains(&task.label.as_str()) {
-                    return Err(format!(
-                        "{key}: `label` = `{}` is not a label of dataset `{s}` ({})",
-                        task.label,
-                        fields.join(", ")
-                    ));
-                }
-            }
-            if task.share.is_some_and(|s| !positive(s)) || !non_negative(task.weight) {
-                return Err(format!(
-                    "{key}: `share` must be positive and `weight` non-negative"
-                ));
-            }
-            if task.proxy_budget < 2 {
-                return Err(format!("{key}: `proxy_budget` must be at least 2"));
-            }
-            if let Some(e) = &task.eval {
-                for (field, v) in [
-                    ("queries", Some(&e.queries)),
-                    ("gallery", Some(&e.gallery)),
-                    ("validation", e.validation.as_ref()),
-                ] {
-                    let Some(v) = v else { continue };
-                    if field == "gallery" && v == "self" {
-                        continue;
-                    }
-                    let r = SetRef::parse(v).ok_or_else(|| {
-                        format!("{key}: `eval.{field}` = `{v}`: expected `dataset:split`")
-                    })?;
-                    if !self.datasets.contains_key(&r.dataset) {
-                        return Err(format!(
-                            "{key}: `eval.{field}` names dataset `{}`, which is not in `datasets`",
-                            r.dataset
-                        ));
-                    }
-                }
-                if e.k.is_empty() || e.k.contains(&0) {
-                    return Err(format!(
-                        "{key}: `eval.k` must be a non-empty list of positive integers"
-                    ));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// `x > 0`, false for NaN.
-fn positive(x: f64) -> bool {
-    x.partial_cmp(&0.0) == Some(std::cmp::Ordering::Greater)
-}
-
-/// `x >= 0`, false for NaN.
-fn non_negative(x: f64) -> bool {
-    matches!(
-        x.partial_cmp(&0.0),
-        Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal)
-    )
 }
 
 #[cfg(test)]
