@@ -312,9 +312,19 @@ pub struct ServeArgs {
     /// Largest image, in megapixels (checked from the header before decoding).
     #[arg(long, default_value_t = 40)]
     pub max_megapixels: u64,
-    /// Seconds a request may take.
-    #[arg(long, default_value_t = 10)]
+    /// Seconds a request may take once its body is in.
+    #[arg(long, default_value_t = unisight_serve::DEFAULT_TIMEOUT_S)]
     pub timeout_s: u64,
+    /// Seconds a connection may take to send a request's headers, or sit idle between
+    /// requests, before it is closed.
+    #[arg(long, default_value_t = unisight_serve::DEFAULT_HEADER_TIMEOUT_S)]
+    pub header_timeout_s: u64,
+    /// Seconds a whole request, body included, may take before it is answered 408.
+    #[arg(long, default_value_t = unisight_serve::DEFAULT_REQUEST_DEADLINE_S)]
+    pub request_deadline_s: u64,
+    /// Most connections open at once (more wait unaccepted).
+    #[arg(long, default_value_t = unisight_serve::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Environment variable holding the bearer token for add and remove.
     #[arg(long, default_value = "UNISIGHT_TOKEN")]
     pub token_env: String,

@@ -55,7 +55,45 @@ fn main() {
         }) {
             return;
         }
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", describe(&err));
         std::process::exit(2);
+    }
+}
+
+/// The error and its causes joined by ": ", leaving out a cause that the text before it already
+/// says (library errors name their cause in their own message, so `{:#}` would print it twice).
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[test]
+    fn an_error_names_its_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let err = anyhow::Error::new(unisight_core::Error::io("/x/meta.json", io))
+            .context("reading embeddings from /x");
+        let text = describe(&err);
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
+        assert!(
+            text.starts_with("reading embeddings from /x: /x/meta.json"),
+            "{text}"
+        );
     }
 }

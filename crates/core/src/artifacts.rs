@@ -59,27 +59,109 @@ where
 
 /// Reads a 2-d `.npy` matrix: `(rows, cols, data)`.
 ///
+/// Shape, dtype, order and length are checked against the file before anything is allocated,
+/// so a crafted header cannot ask for more memory than the file holds.
+///
 /// # Errors
-/// [`Error::Malformed`] for a wrong dtype or rank, I/O errors naming the file.
+/// [`Error::Malformed`] for a wrong dtype, rank or order, or a shape that does not match the
+/// file's length; I/O errors naming the file.
 pub fn read_npy<T>(path: &Path) -> Result<(usize, usize, Vec<T>)>
 where
     T: npyz::Deserialize,
 {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let data_offset = npy_data_offset(&mut file)
+        .map_err(|e| Error::malformed(path, format!("not a .npy file: {e}")))?;
+    // the reader multiplies the shape out unchecked: refuse one that overflows first
+    if shape_overflows(&mut file, data_offset) {
+        return Err(Error::malformed(
+            path,
+            "the header's shape has more than 2^64 elements",
+        ));
+    }
     let npy = npyz::NpyFile::new(BufReader::new(file))
         .map_err(|e| Error::malformed(path, format!("not a .npy file: {e}")))?;
     let shape = npy.shape().to_vec();
-    if shape.len() != 2 {
+    let &[rows, cols] = shape.as_slice() else {
         return Err(Error::malformed(
             path,
             format!("expected a 2-d array, found shape {shape:?}"),
         ));
+    };
+    if npy.order() != npyz::Order::C {
+        return Err(Error::malformed(
+            path,
+            "a Fortran-ordered (column-major) array; write it in C order \
+             (numpy.ascontiguousarray)",
+        ));
     }
     let dtype = npy.dtype();
+    let item_bytes = dtype.num_bytes().unwrap_or(0) as u64;
+    let needed = rows
+        .checked_mul(cols)
+        .and_then(|n| n.checked_mul(item_bytes));
+    let held = file_len.saturating_sub(data_offset);
+    if needed != Some(held) || item_bytes == 0 {
+        return Err(Error::malformed(
+            path,
+            format!(
+                "shape ({rows}, {cols}) of dtype {dtype:?} needs {} bytes, but the file holds {held} after its header",
+                needed.map_or("more than 2^64".to_string(), |n| n.to_string())
+            ),
+        ));
+    }
+    let (rows, cols) = (usize::try_from(rows), usize::try_from(cols));
+    let (Ok(rows), Ok(cols)) = (rows, cols) else {
+        return Err(Error::malformed(path, "shape too large for this machine"));
+    };
     let data: Vec<T> = npy
         .into_vec()
         .map_err(|e| Error::malformed(path, format!("dtype {dtype:?}: {e}")))?;
-    Ok((shape[0] as usize, shape[1] as usize, data))
+    Ok((rows, cols, data))
+}
+
+/// Whether the `shape` tuple in the header (the bytes before `data_offset`) multiplies out past
+/// `u64`; a header that cannot be read is left to the `.npy` reader to refuse.
+fn shape_overflows(file: &mut std::fs::File, data_offset: u64) -> bool {
+    use std::io::{Read, Seek};
+    let mut header = vec![0u8; usize::try_from(data_offset.min(1 << 20)).unwrap_or(0)];
+    let read = file.read_exact(&mut header).is_ok() && file.rewind().is_ok();
+    let text = String::from_utf8_lossy(&header);
+    let Some(dims) = read
+        .then(|| text.split_once("'shape'"))
+        .flatten()
+        .and_then(|(_, rest)| rest.split_once('('))
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(dims, _)| dims)
+    else {
+        return false;
+    };
+    dims.split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .map(|d| d.trim_end_matches('L').parse::<u64>())
+        .try_fold(1u64, |acc, d| d.ok().and_then(|d| acc.checked_mul(d)))
+        .is_none()
+}
+
+/// Where a `.npy` file's data begins: magic, version, then a 2-byte (version 1) or 4-byte
+/// (versions 2 and 3) header length.
+fn npy_data_offset(file: &mut std::fs::File) -> std::io::Result<u64> {
+    use std::io::{Read, Seek};
+    let mut head = [0u8; 12];
+    file.read_exact(&mut head)?;
+    file.rewind()?;
+    if &head[..6] != b"\x93NUMPY" {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "no .npy magic",
+        ));
+    }
+    Ok(match head[6] {
+        1 => 10 + u64::from(u16::from_le_bytes([head[8], head[9]])),
+        _ => 12 + u64::from(u32::from_le_bytes([head[8], head[9], head[10], head[11]])),
+    })
 }
 
 /// Writes `items.jsonl` atomically.
@@ -104,7 +186,12 @@ pub fn read_items(path: &Path) -> Result<Vec<ItemRecord>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut items = Vec::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+        let line = line.map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => {
+                Error::malformed(path, format!("line {}: not valid UTF-8", n + 1))
+            }
+            _ => Error::io(path, e),
+        })?;
         if line.trim().is_empty() {
             continue;
         }
@@ -191,6 +278,84 @@ impl EmbeddingSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A version-1 `.npy` file with `header` (a Python dict literal) and `data`.
+    fn npy_bytes(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = header.to_string();
+        while !(10 + h.len() + 1).is_multiple_of(64) {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut b = b"\x93NUMPY\x01\x00".to_vec();
+        b.extend((h.len() as u16).to_le_bytes());
+        b.extend(h.as_bytes());
+        b.extend(data);
+        b
+    }
+
+    #[test]
+    fn crafted_npy_headers_are_refused_before_allocating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("e.npy");
+        let read = |header: &str, data: &[u8]| {
+            std::fs::write(&path, npy_bytes(header, data)).unwrap();
+            read_npy::<f32>(&path).map_err(|e| e.to_string())
+        };
+        let f32s: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        let (r, c, v) = read(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+            &f32s,
+        )
+        .unwrap();
+        assert_eq!((r, c, v), (2, 2, vec![1.0, 2.0, 3.0, 4.0]));
+        // a shape far beyond the file (this once aborted on the allocation)
+        let e = read(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1024, 1099511627776), }",
+            &f32s,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("e.npy") && e.contains("needs") && e.contains("holds 16"),
+            "{e}"
+        );
+        // a shape whose element count itself overflows (the one that once panicked `index build`)
+        let e = read(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1024, 144115188075855872), }",
+            &f32s,
+        )
+        .unwrap_err();
+        assert!(e.contains("2^64"), "{e}");
+        // a short file
+        let e = read(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }",
+            &f32s[..12],
+        )
+        .unwrap_err();
+        assert!(e.contains("holds 12"), "{e}");
+        // column-major data would be read scrambled
+        let e = read(
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }",
+            &f32s,
+        )
+        .unwrap_err();
+        assert!(e.contains("Fortran"), "{e}");
+        // another dtype
+        let e = read(
+            "{'descr': '|u1', 'fortran_order': False, 'shape': (4, 4), }",
+            &f32s,
+        )
+        .unwrap_err();
+        assert!(e.contains("dtype"), "{e}");
+        let e = read(
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (16,), }",
+            &f32s,
+        )
+        .unwrap_err();
+        assert!(e.contains("2-d"), "{e}");
+    }
 
     #[test]
     fn set_round_trip_and_mismatch() {

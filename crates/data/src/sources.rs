@@ -1,8 +1,8 @@
 //! What to embed: a folder, or a manifest (CSV with a header, or JSON Lines).
 //!
 //! Manifest rows have `path` and optionally `id` and `label`; a path is resolved against the
-//! manifest's folder (or an explicit root) and must stay inside it: absolute paths and `..` that
-//! climb out are refused, line by line.
+//! manifest's folder (or an explicit root) and must stay inside it: absolute paths, `..` that
+//! climb out and symbolic links that lead out are refused, line by line.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Component, Path, PathBuf};
@@ -59,8 +59,17 @@ pub fn list_inputs(input: &Path, root: Option<&Path>) -> Result<Vec<Input>> {
     Ok(inputs)
 }
 
+fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Image files under `root`, sorted; links to folders are not followed, links to files only
+/// when they stay inside `root`.
 fn list_folder(root: &Path) -> Result<Vec<Input>> {
     let mut files = Vec::new();
+    let mut links = std::collections::HashSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let entries = std::fs::read_dir(&dir).map_err(|e| Error::Io {
@@ -79,33 +88,43 @@ fn list_folder(root: &Path) -> Result<Vec<Input>> {
             })?;
             if kind.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
-            {
+            } else if kind.is_symlink() && !path.is_dir() && has_image_extension(&path) {
+                links.insert(path.clone());
+                files.push(path);
+            } else if !kind.is_symlink() && has_image_extension(&path) {
                 files.push(path);
             }
         }
     }
     files.sort();
-    Ok(files
-        .into_iter()
-        .map(|file| {
-            let rel = file
-                .strip_prefix(root)
-                .unwrap_or(&file)
-                .to_string_lossy()
-                .replace('\\', "/");
-            Input {
-                id: rel.clone(),
-                path: rel,
-                file,
-                label: None,
-                domain: None,
-            }
-        })
-        .collect())
+    let mut inputs = Vec::with_capacity(files.len());
+    for file in files {
+        let rel = file
+            .strip_prefix(root)
+            .unwrap_or(&file)
+            .to_string_lossy()
+            .replace('\\', "/");
+        if links.contains(&file) && resolve_inside(root, &rel).is_none() {
+            return Err(Error::Io {
+                path: file,
+                source: std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "a link to a file outside the input folder {}; remove it or embed its target's folder",
+                        root.display()
+                    ),
+                ),
+            });
+        }
+        inputs.push(Input {
+            id: rel.clone(),
+            path: rel,
+            file,
+            label: None,
+            domain: None,
+        });
+    }
+    Ok(inputs)
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,9 +169,14 @@ fn read_jsonl(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
     })?;
     let mut out = Vec::new();
     for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::Io {
+        let line = line.map_err(|e| Error::Manifest {
             path: manifest.into(),
-            source: e,
+            line: i + 1,
+            what: if e.kind() == std::io::ErrorKind::InvalidData {
+                "not valid UTF-8".into()
+            } else {
+                e.to_string()
+            },
         })?;
         if line.trim().is_empty() {
             continue;
@@ -162,7 +186,7 @@ fn read_jsonl(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
             line: i + 1,
             what: e.to_string(),
         })?;
-        out.push(to_input(row, root, manifest, i + 1)?);
+        out.push((to_input(row, root, manifest, i + 1)?, i + 1));
     }
     check_unique(out, manifest)
 }
@@ -221,26 +245,33 @@ fn read_csv(manifest: &Path, root: &Path) -> Result<Vec<Input>> {
             label: get("label").map(serde_json::Value::String),
             domain: get("domain"),
         };
-        out.push(to_input(row, root, manifest, line)?);
+        out.push((to_input(row, root, manifest, line)?, line));
     }
     check_unique(out, manifest)
 }
 
-fn check_unique(inputs: Vec<Input>, manifest: &Path) -> Result<Vec<Input>> {
+/// The inputs, each with its line; an id used twice is an error naming both lines.
+fn check_unique(inputs: Vec<(Input, usize)>, manifest: &Path) -> Result<Vec<Input>> {
     let mut seen = std::collections::HashMap::new();
-    for (i, input) in inputs.iter().enumerate() {
-        if let Some(first) = seen.insert(input.id.as_str(), i) {
+    for (input, line) in &inputs {
+        if let Some(first) = seen.insert(input.id.as_str(), *line) {
             return Err(Error::Manifest {
                 path: manifest.into(),
-                line: i + 1,
-                what: format!("id {:?} repeats entry {}", input.id, first + 1),
+                line: *line,
+                what: format!("id {:?} repeats line {first}", input.id),
             });
         }
     }
-    Ok(inputs)
+    Ok(inputs.into_iter().map(|(input, _)| input).collect())
 }
 
-/// Joins `relative` to `root` lexically, refusing absolute paths and `..` that leave the root.
+/// Joins `relative` to `root`, refusing absolute paths, `..` that leave the root, and paths
+/// that leave it through a symbolic link (a link inside the root to a file or folder outside,
+/// or a dangling link). Every path from a manifest, a request, a log or a config goes through
+/// here before it is read.
+///
+/// The returned path is the lexical join (as the user wrote it); its real location, with every
+/// link in its existing part resolved, was inside the root's real location when checked.
 pub fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
     let rel = Path::new(relative);
     let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
@@ -257,7 +288,35 @@ pub fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
     if parts.is_empty() {
         return None;
     }
-    Some(parts.iter().fold(root.to_path_buf(), |acc, p| acc.join(p)))
+    let joined = parts.iter().fold(root.to_path_buf(), |acc, p| acc.join(p));
+    let real_root = real_path(root)?;
+    real_path(&joined)?
+        .starts_with(&real_root)
+        .then_some(joined)
+}
+
+/// `path` with every symbolic link in its existing part resolved: the deepest existing ancestor
+/// canonicalized, the missing rest appended (it does not exist, so it holds no link). `None`
+/// for a dangling link, whose target could appear anywhere later.
+fn real_path(path: &Path) -> Option<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if existing.as_os_str().is_empty() {
+            existing = PathBuf::from(".");
+        }
+        match existing.canonicalize() {
+            Ok(real) => return Some(rest.iter().rev().fold(real, |acc, p| acc.join(p))),
+            Err(_) => {
+                if existing.symlink_metadata().is_ok() {
+                    // it exists but does not resolve: a dangling or looping link
+                    return None;
+                }
+                rest.push(existing.file_name()?.to_owned());
+                existing = existing.parent()?.to_path_buf();
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -282,6 +341,60 @@ mod tests {
     }
 
     #[test]
+    fn links_cannot_lead_out_of_the_root() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.jpg"), b"secret").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/ok.jpg"), b"ok").unwrap();
+        let link = |target: &Path, name: &str| std::os::unix::fs::symlink(target, root.join(name));
+        link(&outside.path().join("secret.jpg"), "evil.jpg").unwrap();
+        link(outside.path(), "evil-dir").unwrap();
+        link(&outside.path().join("gone.jpg"), "dangling.jpg").unwrap();
+        link(&root.join("sub/ok.jpg"), "inside.jpg").unwrap();
+        link(Path::new("sub"), "relative-dir").unwrap();
+        assert_eq!(resolve_inside(&root, "evil.jpg"), None);
+        assert_eq!(resolve_inside(&root, "evil-dir/secret.jpg"), None);
+        assert_eq!(resolve_inside(&root, "dangling.jpg"), None);
+        assert_eq!(
+            resolve_inside(&root, "inside.jpg"),
+            Some(root.join("inside.jpg"))
+        );
+        assert_eq!(
+            resolve_inside(&root, "relative-dir/ok.jpg"),
+            Some(root.join("relative-dir/ok.jpg"))
+        );
+        // a file that does not exist yet resolves (reading it will fail on its own)
+        assert_eq!(
+            resolve_inside(&root, "sub/new.jpg"),
+            Some(root.join("sub/new.jpg"))
+        );
+        // the root itself may be a link
+        let root_link = dir.path().join("root-link");
+        std::os::unix::fs::symlink(&root, &root_link).unwrap();
+        assert!(resolve_inside(&root_link, "sub/ok.jpg").is_some());
+        assert_eq!(resolve_inside(&root_link, "evil.jpg"), None);
+
+        // a manifest naming the link is refused on its line
+        let m = root.join("m.jsonl");
+        std::fs::write(&m, "{\"path\": \"sub/ok.jpg\"}\n{\"path\": \"evil.jpg\"}\n").unwrap();
+        let err = list_inputs(&m, None).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("escapes"), "{err}");
+        // a folder holding a link out is refused, naming the link
+        let err = list_inputs(&root, None).unwrap_err().to_string();
+        assert!(err.contains("dangling.jpg") && err.contains("outside"), "{err}");
+        std::fs::remove_file(root.join("evil.jpg")).unwrap();
+        std::fs::remove_file(root.join("dangling.jpg")).unwrap();
+        let listed: Vec<String> = list_inputs(&root, None)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        assert_eq!(listed, ["inside.jpg", "sub/ok.jpg"]);
+    }
+
+    #[test]
     fn manifests_report_line_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let m = dir.path().join("m.jsonl");
@@ -302,5 +415,22 @@ mod tests {
         std::fs::write(&c, "path,label\nx/a.jpg,cat\n/abs.jpg,dog\n").unwrap();
         let err = list_inputs(&c, None).unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
+        // a repeated id names its own line (blank lines and the CSV header counted)
+        std::fs::write(&m, "{\"path\": \"a.jpg\"}\n\n{\"path\": \"a.jpg\"}\n").unwrap();
+        let err = list_inputs(&m, None).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("repeats line 1"),
+            "{err}"
+        );
+        std::fs::write(&c, "path\nx/a.jpg\nx/a.jpg\n").unwrap();
+        let err = list_inputs(&c, None).unwrap_err().to_string();
+        assert!(
+            err.contains("line 3") && err.contains("repeats line 2"),
+            "{err}"
+        );
+        // bad UTF-8 names its line
+        std::fs::write(&m, b"{\"path\": \"a.jpg\"}\n{\"path\": \"\xff.jpg\"}\n").unwrap();
+        let err = list_inputs(&m, None).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("UTF-8"), "{err}");
     }
 }

@@ -70,6 +70,9 @@ pub enum Error {
     /// The caller passed something inconsistent with the index.
     #[error("{0}")]
     InvalidInput(String),
+    /// A key that is already in the index (keys are unique).
+    #[error("key {0:?} is already in the index")]
+    DuplicateKey(String),
     /// An id or key not present in the index.
     #[error("unknown item {0}")]
     UnknownItem(String),

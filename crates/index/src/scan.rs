@@ -68,6 +68,7 @@ pub fn search(
 ) -> Vec<Vec<Hit>> {
     let n_queries = queries.len() / words.max(1);
     let total: usize = blocks.iter().map(CodeBlock::rows).sum();
+    let k = k.min(total);
     let threads = options.threads.max(1).min(total.max(1));
     let shards = split_rows(blocks, threads);
     let mut partials: Vec<Vec<TopK>> = if shards.len() <= 1 {

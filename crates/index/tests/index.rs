@@ -292,6 +292,68 @@ fn a_keyless_index_stores_code_and_id_only() {
 }
 
 #[test]
+fn a_huge_k_is_capped_at_the_index_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut index = create_index(tmp.path());
+    add_range(&mut index, 0..30);
+    // k sizes the top-k heaps: 10^12 once aborted on a 64 TB allocation
+    let hits = index
+        .search(&code_for(3), 1_000_000_000_000, &ScanOptions::default())
+        .unwrap();
+    assert_eq!(hits[0].len(), 30);
+    assert_eq!(hits[0][0].id, 3);
+    let scored = index
+        .search_reranked(
+            &code_for(3),
+            Some(&floats_for(3)),
+            usize::MAX,
+            4,
+            Rerank::Float,
+            &ScanOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(scored.len(), 30);
+}
+
+#[test]
+fn a_new_index_is_built_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let config = IndexConfig {
+        bits: 256,
+        floats: Some((8, FloatKind::F32)),
+        keys: true,
+    };
+    // a build that fails leaves nothing behind, and the re-run is not refused
+    let failed = Index::build_new(&dir, config, |index| {
+        add_range(index, 0..10);
+        Err(Error::InvalidInput("the input ended early".into()))
+    });
+    assert!(failed.is_err());
+    assert!(!dir.exists());
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
+    // a killed build leaves only a hidden building folder, which the next build replaces
+    let stale = tmp.path().join(".idx.building");
+    add_range(&mut Index::create(&stale, config).unwrap(), 0..5);
+    Index::build_new(&dir, config, |index| {
+        add_range(index, 0..20);
+        Ok::<_, Error>(())
+    })
+    .unwrap();
+    assert!(!stale.exists());
+    assert_eq!(Index::open(&dir).unwrap().len(), 20);
+    // an existing folder is never built over
+    let again = Index::build_new(&dir, config, |_| Ok::<_, Error>(()));
+    assert!(again.unwrap_err().to_string().contains("already exists"));
+    // a build running elsewhere (holding the building folder's lock) is not disturbed
+    let other = tmp.path().join("other");
+    let running = Index::create(&tmp.path().join(".other.building"), config).unwrap();
+    let e = Index::build_new(&other, config, |_| Ok::<_, Error>(())).unwrap_err();
+    assert!(matches!(e, Error::Locked { .. }), "{e}");
+    drop(running);
+}
+
+#[test]
 fn second_writer_is_refused_and_readonly_cannot_write() {
     let dir = tempfile::tempdir().unwrap();
     let _w = Index::create(

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -25,6 +26,15 @@ use crate::pool::EmbedPool;
 use crate::search::{search_by_image, search_by_item};
 use crate::search_queue::SearchQueue;
 
+/// Default seconds a request may take once its body is in.
+pub const DEFAULT_TIMEOUT_S: u64 = 10;
+/// Default seconds for a request's headers, and for an idle connection.
+pub const DEFAULT_HEADER_TIMEOUT_S: u64 = 10;
+/// Default seconds for a whole request, body included.
+pub const DEFAULT_REQUEST_DEADLINE_S: u64 = 30;
+/// Default most connections open at once.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+
 /// Limits and switches of a running service.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
@@ -34,6 +44,14 @@ pub struct ServiceConfig {
     pub max_k: usize,
     /// Time a request may take before it is answered 504.
     pub timeout: Duration,
+    /// Time a connection may take to send a request's headers, and may sit idle between
+    /// requests, before it is closed.
+    pub header_timeout: Duration,
+    /// Time a whole request, body included, may take before it is answered 408 and its
+    /// connection closed (longer than `timeout`, which starts once the body is in).
+    pub request_deadline: Duration,
+    /// Most connections open at once; more wait unaccepted until one closes.
+    pub max_connections: usize,
     /// Bearer token that add and remove require; `None` turns those routes off.
     pub token: Option<String>,
     /// Hamming candidates per result re-scored by floats when a request asks for re-ranking.
@@ -58,7 +76,10 @@ impl Default for ServiceConfig {
         ServiceConfig {
             max_body_bytes: 16 << 20,
             max_k: 1000,
-            timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_S),
+            header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_S),
+            request_deadline: Duration::from_secs(DEFAULT_REQUEST_DEADLINE_S),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             token: None,
             rerank_factor: 4,
             search_threads: 1,
@@ -200,6 +221,7 @@ impl AppState {
 /// The router with every route, sharing `state`.
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
+    let deadline = state.config.request_deadline;
     Router::new()
         .route("/", get(crate::page::index_page))
         .route("/healthz", get(|| async { "ok" }))
@@ -224,6 +246,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/v1/study/ratings", post(crate::study::post_rating))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn_with_state(
+            deadline,
+            crate::layers::request_deadline,
+        ))
+        .layer(middleware::from_fn(crate::layers::no_sniff))
         .with_state(state)
 }
 
@@ -266,6 +293,40 @@ pub(crate) fn poisoned() -> ApiError {
         "poisoned",
         "index lock poisoned",
     )
+}
+
+/// An index error as an answer, by its kind rather than by route: `409 exists` for a key that
+/// is already there, `404 unknown_item` naming `key`, `400 bad_request` for input the index
+/// refuses, `503 index_busy` while another writer holds the lock, and `500 index_unavailable`
+/// for anything on disk (its details, with file paths, go to the log, not to the client).
+pub(crate) fn index_error(e: unisight_index::Error, key: &str) -> ApiError {
+    use unisight_index::Error as E;
+    match e {
+        E::DuplicateKey(_) => ApiError::new(
+            StatusCode::CONFLICT,
+            "exists",
+            format!("key `{key}` exists"),
+        ),
+        E::UnknownItem(_) => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_item",
+            format!("no item with key `{key}`"),
+        ),
+        E::InvalidInput(what) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", what),
+        E::Locked { .. } => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "index_busy",
+            "another process is writing the index",
+        ),
+        e => {
+            tracing::error!(error = %e, "the index cannot be used");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "index_unavailable",
+                "the index cannot be read or written; see the service's log",
+            )
+        }
+    }
 }
 
 /// A fresh request id: 128 random bits in hex.

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Multipart, Query, Request, State};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 
 use crate::app::{queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
+use crate::extract::ApiQuery;
 use crate::pool::JobError;
 use crate::search::{choose_arm, SearchParams};
 use unisight_core::ImageEmbedding as Embedded;
@@ -134,7 +135,7 @@ pub(crate) async fn embed_image(
 /// `POST /v1/embed`: the uploaded image's embedding and packed code.
 pub(crate) async fn embed(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<SearchParams>,
+    ApiQuery(params): ApiQuery<SearchParams>,
     headers: HeaderMap,
     upload: Result<Upload, ApiError>,
 ) -> Response {

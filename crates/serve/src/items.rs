@@ -4,14 +4,16 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 use unisight_index::NewItem;
 
-use crate::app::{poisoned, ApiError, ApiResult, AppState, Arm};
+use crate::app::{index_error, poisoned, ApiError, ApiResult, AppState, Arm};
+use crate::extract::{check_key, ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 
 /// The index id of an item key in an arm (404 for an unknown key).
@@ -20,7 +22,7 @@ pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
         .read()
         .map_err(|_| poisoned())?
         .id_of_key(key)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", e.to_string()))?
+        .map_err(|e| index_error(e, key))?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -33,16 +35,14 @@ pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
 /// `GET /v1/items/{key}`: the item's key and path.
 pub(crate) async fn get_item(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = (|| {
         let arm = &state.arms[0];
         let id = lookup(arm, &key)?;
         let index = arm.index.read().map_err(|_| poisoned())?;
-        let item = index
-            .item(id)
-            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?;
+        let item = index.item(id).map_err(|e| index_error(e, &key))?;
         Ok(Json(
             serde_json::json!({"key": item.key, "path": item.path}),
         ))
@@ -63,14 +63,20 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> 
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    // constant-time comparison: the token's bytes are never compared early-out
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    // SHA-256 digests compared in constant time: neither the token's length nor its bytes
+    // show in how long a refusal takes
     let ok = given.is_some_and(|g| {
-        g.len() == token.len()
-            && g.bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
+        let (a, b) = (
+            Sha256::digest(g.as_bytes()),
+            Sha256::digest(token.as_bytes()),
+        );
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     });
     if ok {
         Ok(())
@@ -92,22 +98,41 @@ pub struct AddParams {
     path: Option<String>,
 }
 
+/// A refused mutation closes its connection: its body is never read, so the connection cannot
+/// carry another request.
+fn close_after(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// `POST /v1/items?key=K`: embeds the uploaded image and adds it, committed before the answer.
+/// The token and the key are checked before a byte of the body is read.
 pub(crate) async fn add_item(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<AddParams>,
+    query: Result<ApiQuery<AddParams>, ApiError>,
     headers: HeaderMap,
-    upload: Result<Upload, ApiError>,
+    request: Request,
 ) -> Response {
     let started = Instant::now();
+    if let Err(e) = authorize(&state, &headers) {
+        let refused = state
+            .metrics
+            .finish("add_item", started, Err::<StatusCode, _>(e));
+        return close_after(refused);
+    }
     let result: ApiResult<_> = async {
-        authorize(&state, &headers)?;
-        if params.key.is_empty() || params.key.len() > 1024 {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_key",
-                "key must be 1 to 1024 bytes",
-            ));
+        let ApiQuery(params) = query?;
+        check_key(&params.key)?;
+        if let Some(path) = &params.path {
+            check_key(path).map_err(|_| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_path",
+                    "a path must be 1 to 1024 bytes of UTF-8 without control characters",
+                )
+            })?;
         }
         if lookup(&state.arms[0], &params.key).is_ok() {
             return Err(ApiError::new(
@@ -117,7 +142,7 @@ pub(crate) async fn add_item(
             ));
         }
         // every arm indexes the same catalog, each with its own model's embedding
-        let upload = upload?;
+        let upload = Upload::from_request(request, &()).await?;
         let mut embedded = Vec::with_capacity(state.arms.len());
         for arm in &state.arms {
             embedded.push(embed_image(&state, arm, Upload(upload.0.clone())).await?.0);
@@ -142,7 +167,7 @@ pub(crate) async fn add_item(
                         code: &e.code,
                         floats,
                     }])
-                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "add", e.to_string()))?;
+                    .map_err(|e| index_error(e, &key))?;
                 if i == 0 {
                     first_id = ids[0];
                 }
@@ -165,21 +190,29 @@ pub(crate) async fn add_item(
 /// `DELETE /v1/items/{key}`: removes the item, committed before the answer.
 pub(crate) async fn remove_item(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         authorize(&state, &headers)?;
+        check_key(&key)?;
         lookup(&state.arms[0], &key)?;
         let state2 = state.clone();
         tokio::task::spawn_blocking(move || -> ApiResult<()> {
             for arm in &state2.arms {
-                let Ok(id) = lookup(arm, &key) else { continue };
+                // looked up under the write lock, so a concurrent delete is a 404, not a stale id
                 let mut index = arm.index.write().map_err(|_| poisoned())?;
-                index
-                    .remove(&[id])
-                    .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "remove", e.to_string()))?;
+                let Some(id) = index.id_of_key(&key).map_err(|e| index_error(e, &key))? else {
+                    if arm.name == state2.arms[0].name {
+                        return Err(index_error(
+                            unisight_index::Error::UnknownItem(key.clone()),
+                            &key,
+                        ));
+                    }
+                    continue;
+                };
+                index.remove(&[id]).map_err(|e| index_error(e, &key))?;
             }
             Ok(())
         })
@@ -200,7 +233,7 @@ pub(crate) async fn remove_item(
 /// `GET /v1/items/{key}/image`: the item's image file, read only from inside the image root.
 pub(crate) async fn item_image(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
+    ApiPath(key): ApiPath<String>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
@@ -218,7 +251,7 @@ pub(crate) async fn item_image(
             .read()
             .map_err(|_| poisoned())?
             .item(id)
-            .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
+            .map_err(|e| index_error(e, &key))?
             .path;
         let file = unisight_data::sources::resolve_inside(root, &path).ok_or_else(|| {
             ApiError::new(

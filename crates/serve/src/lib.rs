@@ -11,8 +11,10 @@
 mod app;
 mod engagement;
 mod events;
+mod extract;
 mod images;
 mod items;
+mod layers;
 mod metrics;
 mod openapi;
 mod ops;
@@ -20,43 +22,11 @@ mod page;
 pub mod pool;
 mod search;
 mod search_queue;
+mod server;
 pub mod study;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-pub use app::{router, AppState, Arm, ServiceConfig};
-
-/// Serves `state` on `addr` until Ctrl-C; calls `ready` with the bound address (port 0 picks a
-/// free one) before accepting requests.
-///
-/// # Errors
-/// Binding or serving fails.
-pub async fn serve(
-    addr: SocketAddr,
-    state: AppState,
-    ready: impl FnOnce(SocketAddr),
-) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    ready(listener.local_addr()?);
-    axum::serve(listener, router(Arc::new(state)))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await
-}
-
-/// [`serve`] on a runtime of its own, for callers that are not async.
-///
-/// # Errors
-/// Building the runtime, binding or serving fails.
-pub fn serve_blocking(
-    addr: SocketAddr,
-    state: AppState,
-    ready: impl FnOnce(SocketAddr),
-) -> std::io::Result<()> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?
-        .block_on(serve(addr, state, ready))
-}
+pub use app::{
+    router, AppState, Arm, ServiceConfig, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_DEADLINE_S, DEFAULT_TIMEOUT_S,
+};
+pub use server::{serve, serve_blocking, serve_until, DRAIN};

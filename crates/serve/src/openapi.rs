@@ -4,12 +4,14 @@ use serde_json::{json, Value};
 
 fn error_responses() -> Value {
     json!({
-        "400": {"description": "bad parameter", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "400": {"description": "bad parameter: bad_query, bad_path, bad_key, bad_k, bad_request", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "404": {"description": "unknown item", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+        "408": {"description": "the request (body included) was not received within the request deadline; the connection is closed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "413": {"description": "body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "415": {"description": "not an image content type", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "422": {"description": "not a decodable image, or too many pixels", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "503": {"description": "embedding or search queue full; see Retry-After"},
+        "500": {"description": "index_unavailable: the index cannot be read or written (details in the service's log)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "504": {"description": "request took too long"}
     })
 }
@@ -48,11 +50,11 @@ pub fn document() -> Value {
             "/v1/items": {"post": {"summary": "Add an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "query", "required": true, "schema": {"type": "string"}}, {"name": "path", "in": "query", "schema": {"type": "string"}}], "requestBody": image_body, "responses": merge(json!({"201": {"description": "added and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off (no token configured)"}, "409": {"description": "key exists"}}), error_responses())}},
             "/v1/items/{key}": {
                 "get": {"summary": "An item's key and path", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"200": {"description": "the item"}}), error_responses())},
-                "delete": {"summary": "Remove an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"204": {"description": "removed and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off"}}), error_responses())}
+                "delete": {"summary": "Remove an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"204": {"description": "removed and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off"}, "404": {"description": "no item with this key (also when a concurrent delete removed it first)"}}), error_responses())}
             },
             "/v1/items/{key}/image": {"get": {"summary": "An item's image (when the service has an image root)", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "the image"}, "404": {"description": "unknown item or no image"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Readiness, index size, how each arm searches (exact or inverted file) and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index can no longer be read"}}}},
+            "/readyz": {"get": {"summary": "Readiness, index size, how each arm searches (exact or inverted file) and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index can no longer be read, or its folder is gone from disk"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}}
         },
         "components": {

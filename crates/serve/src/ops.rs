@@ -18,13 +18,19 @@ pub(crate) async fn readyz(
         .arms
         .iter()
         .map(|arm| {
-            let (items, index_bytes, ivf) = arm.index.read().map_or_else(
-                |_| {
-                    ready = false;
-                    (0, 0, None)
+            let (items, index_bytes, ivf, on_disk) = arm.index.read().map_or_else(
+                |_| (0, 0, None, false),
+                |i| {
+                    (
+                        i.len(),
+                        i.stats().file_bytes,
+                        i.ivf_settings(),
+                        i.is_on_disk(),
+                    )
                 },
-                |i| (i.len(), i.stats().file_bytes, i.ivf_settings()),
             );
+            // a poisoned lock or an index folder gone from under the service
+            ready &= on_disk;
             // exact, or approximate through the inverted file's lists
             let search = match ivf {
                 Some(s) => serde_json::json!({"kind": "ivf", "lists": s.lists, "probes": s.probes}),
@@ -34,6 +40,7 @@ pub(crate) async fn readyz(
             serde_json::json!({
                 "name": arm.name,
                 "items": items,
+                "index_on_disk": on_disk,
                 "index_bytes": index_bytes,
                 "search": search,
                 "model_bytes": arm.model_bytes,

@@ -4,16 +4,60 @@
 //! random id the page keeps in the browser. `/study`: the rater page of a relevance study. Each
 //! page is one self-contained HTML document calling the JSON API.
 
-use axum::response::Html;
+use std::sync::LazyLock;
+
+use axum::http::header;
+use axum::response::{Html, IntoResponse};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
 
 /// `GET /`.
-pub async fn index_page() -> Html<&'static str> {
-    Html(PAGE)
+pub async fn index_page() -> impl IntoResponse {
+    page(PAGE, INDEX_CSP.as_str())
 }
 
 /// `GET /study`.
-pub async fn study_page() -> Html<&'static str> {
-    Html(STUDY_PAGE)
+pub async fn study_page() -> impl IntoResponse {
+    page(STUDY_PAGE, STUDY_CSP.as_str())
+}
+
+/// A page with its Content-Security-Policy: only its own inline script and style (by hash) run,
+/// it talks only to this origin, and no other site may frame it.
+fn page(html: &'static str, csp: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_SECURITY_POLICY, csp),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(html),
+    )
+}
+
+static INDEX_CSP: LazyLock<String> = LazyLock::new(|| csp_for(PAGE));
+static STUDY_CSP: LazyLock<String> = LazyLock::new(|| csp_for(STUDY_PAGE));
+
+/// The policy allowing exactly the page's `<script>` and `<style>` blocks.
+fn csp_for(html: &str) -> String {
+    let hashes = |open: &str, close: &str| -> String {
+        html.split(open)
+            .skip(1)
+            .filter_map(|rest| rest.split_once(close).map(|(body, _)| body))
+            .map(|body| {
+                format!(
+                    " 'sha256-{}'",
+                    STANDARD.encode(Sha256::digest(body.as_bytes()))
+                )
+            })
+            .collect()
+    };
+    format!(
+        "default-src 'none'; script-src{}; style-src{}; img-src 'self' blob: data:; \
+         connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+        hashes("<script>", "</script>"),
+        hashes("<style>", "</style>")
+    )
 }
 
 const PAGE: &str = r#"<!doctype html>
@@ -29,10 +73,11 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 .save{font-size:11px;margin-top:2px}
 #status{color:#555;margin:.5em 0}
 .error{color:#b00}
+#k { width: 4em; }
 </style></head><body>
 <h1>unisight visual search</h1>
 <div id="drop">Drop a photo here, or <label><u>pick one</u><input id="file" type="file" accept="image/*" hidden></label></div>
-<p><label>k <input id="k" type="number" min="1" max="100" value="12" style="width:4em"></label>
+<p><label>k <input id="k" type="number" min="1" max="100" value="12"></label>
 <label><input id="rerank" type="checkbox" checked> float re-ranking</label></p>
 <div id="status"></div><div id="query"></div><div id="results"></div>
 <script>
@@ -110,6 +155,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 .hit img{width:100px;height:100px;object-fit:contain;background:#f4f4f4}
 #choices button{font-size:1.1em;margin:.6em .4em 0 0}
 .error{color:#b00}
+.hint { font-size: 12px; color: #555; }
 </style></head><body>
 <h1>Which results fit the photo better?</h1>
 <p><label>Your rater id <input id="rater" size="16"></label> <button id="start">start</button>
@@ -118,7 +164,7 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 <div id="query"></div><p id="task"></p>
 <div id="sides"><div><h3>Left</h3><div class="list" id="left"></div></div><div><h3>Right</h3><div class="list" id="right"></div></div></div>
 <div id="choices"><button data-choice="left">Left is better</button><button data-choice="tie">About the same</button><button data-choice="right">Right is better</button></div>
-<p style="font-size:12px;color:#555">Optionally tick the results that fit the photo before choosing.</p>
+<p class="hint">Optionally tick the results that fit the photo before choosing.</p>
 </div>
 <script>
 const $ = (id) => document.getElementById(id);
@@ -161,3 +207,18 @@ $("start").onclick = next;
 for (const b of document.querySelectorAll("#choices button")) b.onclick = () => rate(b.dataset.choice);
 </script></body></html>
 "##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_page_allows_exactly_its_own_script_and_style() {
+        for (html, csp) in [(PAGE, &*INDEX_CSP), (STUDY_PAGE, &*STUDY_CSP)] {
+            assert_eq!(csp.matches("'sha256-").count(), 2, "{csp}");
+            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"));
+            // inline attributes would be blocked by the policy
+            assert!(!html.contains(" style=\"") && !html.contains(" onclick=\""));
+        }
+    }
+}

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -13,6 +13,7 @@ use unisight_index::RerankRequest;
 
 use crate::app::{poisoned, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::engagement::SearchRecord;
+use crate::extract::{ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 use crate::items::lookup;
 use crate::search_queue::{Hit, SearchError, SearchJob};
@@ -177,7 +178,7 @@ fn respond(state: &AppState, arm: &Arm, searched: Searched) -> Json<SearchRespon
 /// `POST /v1/search`: the results for an uploaded image.
 pub(crate) async fn search_by_image(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<SearchParams>,
+    ApiQuery(params): ApiQuery<SearchParams>,
     headers: HeaderMap,
     upload: Result<Upload, ApiError>,
 ) -> Response {
@@ -229,8 +230,8 @@ pub(crate) async fn search_by_image(
 /// `GET /v1/items/{key}/similar`: more like an item already in the index.
 pub(crate) async fn search_by_item(
     State(state): State<Arc<AppState>>,
-    Path(key): Path<String>,
-    Query(params): Query<SearchParams>,
+    ApiPath(key): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SearchParams>,
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::Response;
 use axum::Json;
@@ -15,6 +15,7 @@ use unisight_experiment::study::{first_arm_on_left, trial_order, Choice, StudyQu
 use unisight_experiment::{Rating, RatingsFile};
 
 use crate::app::{ApiError, ApiResult, AppState};
+use crate::extract::{ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 use crate::search::run_search;
 use crate::search_queue::Hit;
@@ -122,7 +123,7 @@ async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> Api
 /// `GET /v1/study/next?rater=R`: the rater's next unrated query, or `{"done": true}`.
 pub async fn next_trial(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<NextParams>,
+    ApiQuery(params): ApiQuery<NextParams>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
@@ -180,7 +181,10 @@ fn encode(key: &str) -> String {
 }
 
 /// `GET /v1/study/queries/{trial}/image`.
-pub async fn query_image(State(state): State<Arc<AppState>>, Path(trial): Path<usize>) -> Response {
+pub async fn query_image(
+    State(state): State<Arc<AppState>>,
+    ApiPath(trial): ApiPath<usize>,
+) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let study = study_of(&state)?;

@@ -37,9 +37,8 @@ pub fn run(command: IndexCommand) -> Result<()> {
                 floats,
                 keys: !no_keys,
             };
-            let mut index = Index::create(&out, config)?;
-            add_set(&mut index, &set)?;
-            print_stats(&index)
+            Index::build_new(&out, config, |index| add_set(index, &set))?;
+            print_stats(&Index::open(&out)?)
         }
         IndexCommand::Add { index, from } => {
             let mut index = Index::open_writable(&index)?;

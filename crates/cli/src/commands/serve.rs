@@ -42,6 +42,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let config = ServiceConfig {
         max_body_bytes,
         timeout: Duration::from_secs(args.timeout_s),
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        request_deadline: Duration::from_secs(args.request_deadline_s),
+        max_connections: args.max_connections,
         token: token.clone(),
         image_root: args.image_root,
         search_threads: args

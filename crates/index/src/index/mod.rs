@@ -184,6 +184,56 @@ impl Index {
         Ok(index)
     }
 
+    /// Creates a new index at `dir` and fills it with `fill`, all or nothing: the index is built
+    /// in a hidden sibling folder (`.NAME.building`) and renamed to `dir` only once `fill`
+    /// succeeded (an empty `dir` is replaced), so a failed or killed build leaves no index at `dir` and a re-run starts
+    /// afresh (a stale building folder is removed unless a live build holds its lock).
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] when `dir` holds anything; [`Error::Locked`] when another build
+    /// of `dir` is running; what `fill` returns; I/O errors.
+    pub fn build_new<E: From<Error>>(
+        dir: &Path,
+        config: IndexConfig,
+        fill: impl FnOnce(&mut Index) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let occupied = match std::fs::read_dir(dir) {
+            Ok(mut entries) => entries.next().is_some(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io(dir, e).into()),
+        };
+        if occupied {
+            return Err(Error::InvalidInput(format!(
+                "{}: already exists and is not empty; choose a new folder (or `unisight index \
+                 add` to an index)",
+                dir.display()
+            ))
+            .into());
+        }
+        let name = dir
+            .file_name()
+            .ok_or_else(|| Error::InvalidInput(format!("{}: not a folder name", dir.display())))?;
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty());
+        let parent = parent.unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let building = parent.join(format!(".{}.building", name.to_string_lossy()));
+        if building.exists() {
+            // a build that was killed; a running one holds the lock
+            drop(take_lock(&building)?);
+            std::fs::remove_dir_all(&building).map_err(|e| Error::io(&building, e))?;
+        }
+        let result = Index::create(&building, config)
+            .map_err(E::from)
+            .and_then(|mut index| fill(&mut index));
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&building);
+            return Err(e);
+        }
+        std::fs::rename(&building, dir).map_err(|e| Error::io(dir, e))?;
+        unisight_core::atomic::sync_dir(parent).map_err(|e| Error::io(parent, e))?;
+        Ok(())
+    }
+
     /// Opens an index read-only (no lock; committed files are immutable).
     ///
     /// # Errors
@@ -252,6 +302,13 @@ impl Index {
     /// The directory of the index.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Whether the committed manifest is still on disk: an open index keeps answering from its
+    /// maps after its folder is removed, but can no longer be changed or reopened, which a
+    /// service reports as not ready.
+    pub fn is_on_disk(&self) -> bool {
+        self.dir.join(MANIFEST).is_file()
     }
 
     /// Column layout.

@@ -200,12 +200,15 @@ impl Index {
     }
 
     /// Top-k Hamming search for a batch of packed query codes (concatenated): exact, or through
-    /// the inverted file when one is built ([`Index::build_ivf`]).
+    /// the inverted file when one is built ([`Index::build_ivf`]). `k` is capped at the number
+    /// of items.
     ///
     /// # Errors
     /// [`Error::InvalidInput`] when the query length does not fit the code width.
     pub fn search(&self, codes: &[u8], k: usize, options: &ScanOptions) -> Result<Vec<Vec<Hit>>> {
         let words = self.words_of(codes)?;
+        // no query gets more hits than there are items, whatever k asks (k sizes allocations)
+        let k = k.min(self.len());
         if let Some(attached) = &self.ivf {
             return Ok(words
                 .chunks_exact(self.layout().code_words())

@@ -13,8 +13,9 @@ impl Index {
     /// Adds items in one commit; returns their new ids. Keys must be new and unique.
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for duplicate keys or codes/floats of the wrong size (nothing is
-    /// written then); I/O errors (the index stays at the previous commit).
+    /// [`Error::DuplicateKey`] for a key already there (or twice in `items`),
+    /// [`Error::InvalidInput`] for codes/floats of the wrong size (nothing is written then); I/O
+    /// errors (the index stays at the previous commit).
     pub fn add(&mut self, items: &[NewItem<'_>]) -> Result<Vec<u64>> {
         self.writer()?;
         if items.is_empty() {
@@ -26,10 +27,7 @@ impl Index {
             let mut seen = HashSet::new();
             for item in items {
                 if keys.contains_key(item.key) || !seen.insert(item.key) {
-                    return Err(Error::InvalidInput(format!(
-                        "key {:?} is already in the index",
-                        item.key
-                    )));
+                    return Err(Error::DuplicateKey(item.key.to_string()));
                 }
             }
         } else if let Some(item) = items

@@ -158,6 +158,17 @@ mod tests {
             std::fs::write(&bad, &b).unwrap();
             assert!(Segment::open(&bad).is_err(), "flip at {at} opened");
         }
+        // bytes appended are named as such, not as a truncation
+        for extra in [1usize, 7, 100] {
+            let mut b = bytes.clone();
+            b.extend(std::iter::repeat_n(0xAB, extra));
+            std::fs::write(&bad, &b).unwrap();
+            let e = Segment::open(&bad).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{extra} bytes after the footer")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

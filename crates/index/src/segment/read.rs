@@ -70,6 +70,15 @@ impl Segment {
         }
         let footer = &b[b.len() - FOOTER_LEN..];
         if &footer[16..24] != FOOTER_MAGIC {
+            // a footer a little before the end: bytes were appended, not cut off
+            let tail = &b[b.len().saturating_sub(1 << 16)..];
+            if let Some(at) = tail.windows(8).rposition(|w| w == FOOTER_MAGIC) {
+                let extra = tail.len() - at - 8;
+                return Err(Error::corrupt(
+                    path,
+                    format!("{extra} bytes after the footer: data was appended to the file"),
+                ));
+            }
             return Err(Error::Truncated {
                 path: path.into(),
                 expected: len + 1,

@@ -2,7 +2,10 @@
 //! with a small deterministic test embedder instead of a network, so that every documented
 //! status, the event-refusal rules and the limits are checked without data, models or a
 //! browser. (The end-to-end tests with real photos, ONNX Runtime and Chromium are in the CLI's
-//! tests.)
+//! tests.) [`connections`] runs the real listener on loopback against slow and idle clients.
+
+mod connections;
+mod hardening;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -110,12 +113,36 @@ fn png(image: &RgbImage) -> Vec<u8> {
 struct Service {
     app: Router,
     _dir: tempfile::TempDir,
+    index_dir: std::path::PathBuf,
     log_dir: Option<std::path::PathBuf>,
 }
 
 /// A service over an index of `items` pictures (`item-0` ...), built with the test embedder;
 /// with `token`, mutations are on; with `log`, it keeps an engagement log.
 fn service(items: u8, token: Option<&str>, log: bool, max_body_bytes: usize) -> Service {
+    let config = ServiceConfig {
+        token: token.map(str::to_string),
+        max_body_bytes,
+        timeout: Duration::from_secs(10),
+        ..ServiceConfig::default()
+    };
+    let (state, dir, log_dir) = service_state(items, log, config);
+    Service {
+        app: router(Arc::new(state)),
+        index_dir: dir.path().join("index"),
+        _dir: dir,
+        log_dir,
+    }
+}
+
+/// The state of [`service`] with any `config` (mutations on when it holds a token), the folder
+/// holding its index, and its log folder.
+fn service_state(
+    items: u8,
+    log: bool,
+    config: ServiceConfig,
+) -> (AppState, tempfile::TempDir, Option<std::path::PathBuf>) {
+    let max_body_bytes = config.max_body_bytes;
     let dir = tempfile::tempdir().unwrap();
     let index_dir = dir.path().join("index");
     let mut index = Index::create(
@@ -144,15 +171,9 @@ fn service(items: u8, token: Option<&str>, log: bool, max_body_bytes: usize) -> 
         .collect();
     index.add(&new).unwrap();
     drop(index);
-    let index = match token {
+    let index = match config.token {
         Some(_) => Index::open_writable(&index_dir).unwrap(),
         None => Index::open(&index_dir).unwrap(),
-    };
-    let config = ServiceConfig {
-        token: token.map(str::to_string),
-        max_body_bytes,
-        timeout: Duration::from_secs(10),
-        ..ServiceConfig::default()
     };
     let limits = DecodeLimits {
         max_file_bytes: max_body_bytes as u64,
@@ -173,11 +194,7 @@ fn service(items: u8, token: Option<&str>, log: bool, max_body_bytes: usize) -> 
         .unwrap();
         state = state.with_engagement_log(log);
     }
-    Service {
-        app: router(Arc::new(state)),
-        _dir: dir,
-        log_dir,
-    }
+    (state, dir, log_dir)
 }
 
 /// Sends one request; the status, the content type and the body (JSON when it parses).

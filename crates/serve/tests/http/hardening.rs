@@ -1,0 +1,134 @@
+//! What a hostile client tries: malformed query strings and paths, keys that would corrupt the
+//! index or the log, mutations with a body but no token, an index folder removed under the
+//! service, and pages that another site frames or injects into.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::http::{header, Request, StatusCode};
+
+use super::{assert_error, get, picture, png, send, service, TOKEN};
+
+fn add(key: &str, auth: &str) -> Request<Body> {
+    Request::post(format!("/v1/items?key={key}"))
+        .header(header::CONTENT_TYPE, "image/png")
+        .header(header::AUTHORIZATION, auth)
+        .body(Body::from(png(&picture(9))))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn every_error_is_the_documented_json() {
+    let s = service(4, None, false, 1 << 20);
+    for (uri, code) in [
+        ("/v1/items/item-1/similar?k=abc", "bad_query"),
+        ("/v1/items/item-1/similar?rerank=maybe", "bad_query"),
+        ("/v1/items/bad%FFutf8/similar", "bad_path"),
+        ("/v1/items/bad%FFutf8", "bad_path"),
+        ("/v1/study/queries/abc/image", "bad_path"),
+    ] {
+        let (status, kind, json, _) = send(&s.app, get(uri)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{uri}: {json}");
+        assert!(kind.starts_with("application/json"), "{uri}: {kind}");
+        assert_error(&json, code);
+    }
+}
+
+#[tokio::test]
+async fn keys_that_would_corrupt_the_index_or_log_are_refused() {
+    let s = service(2, Some(TOKEN), false, 1 << 20);
+    let bearer = format!("Bearer {TOKEN}");
+    for key in ["a%00b", "a%0Ab", "bad%FFutf8", ""] {
+        let (status, _, json, _) = send(&s.app, add(key, &bearer)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key}: {json}");
+        assert_error(&json, "bad_key");
+    }
+    // the scheme is case-insensitive
+    let (status, _, json, _) = send(&s.app, add("fine", &format!("bearer {TOKEN}"))).await;
+    assert_eq!(status, StatusCode::CREATED, "{json}");
+    // nothing lossy was stored
+    let (status, _, _, _) = send(&s.app, get("/v1/items/bad%EF%BF%BDutf8")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_mutation_without_the_token_is_refused_before_its_body_is_read() {
+    let s = service(2, Some(TOKEN), false, 1 << 20);
+    let polled = Arc::new(AtomicBool::new(false));
+    let flag = polled.clone();
+    let body = Body::from_stream(polled_once(move || {
+        flag.store(true, Ordering::SeqCst);
+        Bytes::from_static(b"\x89PNG")
+    }));
+    let request = Request::post("/v1/items?key=new")
+        .header(header::CONTENT_TYPE, "image/png")
+        .header(header::AUTHORIZATION, "Bearer wrong")
+        .body(body)
+        .unwrap();
+    let response = tower::ServiceExt::oneshot(s.app.clone(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()[header::CONNECTION], "close");
+    assert!(
+        !polled.load(Ordering::SeqCst),
+        "the body was read before the token was checked"
+    );
+}
+
+/// A one-item body stream that calls `chunk` when (and only when) it is polled.
+fn polled_once(
+    chunk: impl FnOnce() -> Bytes + Send + 'static,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send {
+    let mut chunk = Some(chunk);
+    futures_util::stream::poll_fn(move |_| std::task::Poll::Ready(chunk.take().map(|c| Ok(c()))))
+}
+
+#[tokio::test]
+async fn an_index_folder_removed_under_the_service_is_not_ready_and_answers_5xx() {
+    let s = service(2, Some(TOKEN), false, 1 << 20);
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, _, _) = send(&s.app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::OK);
+    std::fs::remove_dir_all(&s.index_dir).unwrap();
+    let (status, _, ready, _) = send(&s.app, get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
+    assert_eq!(ready["arms"][0]["index_on_disk"], false, "{ready}");
+    let (status, _, json, _) = send(&s.app, add("new", &bearer)).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{json}");
+    assert_error(&json, "index_unavailable");
+    // no file path reaches the client
+    assert!(!json["reason"].as_str().unwrap().contains('/'), "{json}");
+    let delete = Request::delete("/v1/items/item-1")
+        .header(header::AUTHORIZATION, &bearer)
+        .body(Body::empty())
+        .unwrap();
+    let (status, _, json, _) = send(&s.app, delete).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{json}");
+}
+
+#[tokio::test]
+async fn pages_carry_a_content_security_policy_and_every_answer_nosniff() {
+    let s = service(2, None, false, 1 << 20);
+    for uri in ["/", "/study"] {
+        let response = tower::ServiceExt::oneshot(s.app.clone(), get(uri))
+            .await
+            .unwrap();
+        let h = response.headers();
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("'sha256-"),
+            "{csp}"
+        );
+        assert_eq!(h[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+    let response = tower::ServiceExt::oneshot(s.app.clone(), get("/v1/items/nobody"))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers()[header::X_CONTENT_TYPE_OPTIONS],
+        "nosniff"
+    );
+}
