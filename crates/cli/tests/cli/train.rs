@@ -1,0 +1,83 @@
+//! `unisight train` killed and resumed.
+
+use super::*;
+
+/// `unisight train` killed (SIGKILL) after its first checkpoints resumes from the last good one
+/// and ends with exactly the model of an uninterrupted run.
+#[test]
+fn killed_training_resumes_to_the_same_model() {
+    let Some(grocery) = grocery() else {
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // 24 store photos of 3 products as a JSONL manifest
+    let list = std::fs::read_to_string(grocery.join("train.txt")).unwrap();
+    let mut rows = Vec::new();
+    for class in ["0", "1", "2"] {
+        let lines = list
+            .lines()
+            .filter(|l| l.split(',').nth(1).map(str::trim) == Some(class));
+        for line in lines.take(8) {
+            let rel = line.split(',').next().unwrap();
+            let name = rel.replace('/', "_");
+            std::fs::copy(grocery.join(rel), tmp.path().join(&name)).unwrap();
+            rows.push(format!("{{\"path\": \"{name}\", \"label\": \"p{class}\"}}"));
+        }
+    }
+    std::fs::write(tmp.path().join("train.jsonl"), rows.join("\n")).unwrap();
+    let config = tmp.path().join("tasks.toml");
+    std::fs::write(
+        &config,
+        "seed = 4\n[model]\narchitecture = \"lite0\"\ndim = 64\ntrain_from = \"head\"\n\
+         [train]\nbatch_size = 6\nsteps = 200\nviews = 2\ncheckpoint_every = 3\nvalidate_every = 0\n\
+         [datasets.photos]\nkind = \"manifest\"\nroot = \".\"\n\
+         [[tasks]]\nname = \"products\"\nsources = [\"photos\"]\nlabel = \"label\"\n",
+    )
+    .unwrap();
+    let train = |name: &str| {
+        let mut c = unisight();
+        c.arg("train")
+            .arg("--config")
+            .arg(&config)
+            .arg("--out")
+            .arg(tmp.path().join(format!("{name}.safetensors")))
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--quiet");
+        c
+    };
+    ok(train("whole").output().unwrap());
+
+    let mut child = train("killed")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let latest = tmp.path().join("killed.safetensors.run/checkpoints/LATEST");
+    let start = Instant::now();
+    while !latest.exists() && start.elapsed() < Duration::from_secs(300) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // let it get a few checkpoints further, then kill it without warning
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(latest.exists(), "no checkpoint before the kill");
+    let killed_model = tmp.path().join("killed.safetensors");
+    if !killed_model.exists() {
+        let log = ok(train("killed").output().unwrap());
+        assert!(log.contains("trained 200 steps"), "{log}");
+        assert!(!log.contains("(200 in this run"), "it resumed: {log}");
+    }
+    // (compared tensor by tensor: safetensors metadata order is not fixed)
+    let (_, whole) =
+        unisight_model::model_file::read(&tmp.path().join("whole.safetensors")).unwrap();
+    let (_, resumed) = unisight_model::model_file::read(&killed_model).unwrap();
+    assert_eq!(whole.tensors.len(), resumed.tensors.len());
+    for (name, t) in &whole.tensors {
+        assert!(
+            t == &resumed.tensors[name],
+            "{name} differs after the kill and resume"
+        );
+    }
+}
