@@ -383,7 +383,10 @@ mod tests {
         assert!(err.contains("line 2") && err.contains("escapes"), "{err}");
         // a folder holding a link out is refused, naming the link
         let err = list_inputs(&root, None).unwrap_err().to_string();
-        assert!(err.contains("dangling.jpg") && err.contains("outside"), "{err}");
+        assert!(
+            err.contains("dangling.jpg") && err.contains("outside"),
+            "{err}"
+        );
         std::fs::remove_file(root.join("evil.jpg")).unwrap();
         std::fs::remove_file(root.join("dangling.jpg")).unwrap();
         let listed: Vec<String> = list_inputs(&root, None)
