@@ -20,10 +20,13 @@
 //! `save` or `impression` (impressions carry no positive signal and are ignored here);
 //! `count` defaults to 1; `position` (0-based rank shown) and `simulated` are optional and
 //! informational. The service's log (`unisight serve --experiment`) writes this same format,
-//! one line per shown result (`impression`) and per action, with the optional `request`, `arm`,
-//! `user` (an opaque id), `score`, `dwell_ms`, `time_ms`, `query_key` and `result_key` fields; a query made by uploading
-//! an image is named `upload:<hash>` (the image itself is not kept). A log is a folder of
-//! `<stem>.jsonl` (written now) and `<stem>-NNNNNN.jsonl` (rotated) files, read oldest first.
+//! one line per action, with the optional `request`, `arm`, `user` (an opaque id), `score`,
+//! `dwell_ms`, `time_ms`, `query_key` and `result_key` fields, and one compact line per search
+//! (`impression` with `shown`: every result in rank order) in a stream of its own
+//! ([`impressions_stem`]); a query made by uploading an image is named `upload:<hash>` (the
+//! image itself is not kept). A log is a folder of `<stem>.jsonl` (written now) and
+//! `<stem>-NNNNNN.jsonl` (rotated) files, read oldest first; logs written before the streams
+//! were split (one impression line per result, among the actions) read the same.
 //!
 //! # The rule that turns engagement into classes
 //!
@@ -52,7 +55,7 @@ pub mod write;
 
 pub use error::{Error, Result};
 pub use read::{log_files, read_log, read_logs};
-pub use record::{Action, EngagementEvent, UPLOAD_PREFIX};
+pub use record::{impressions_stem, Action, EngagementEvent, ShownResult, UPLOAD_PREFIX};
 pub use rule::{engagement_classes, labeled_from_events, list_split, LabelRule};
 pub use user::{Reaction, Shown, UserModel};
 pub use write::{EventLog, LogOptions, Opened};

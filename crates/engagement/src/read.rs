@@ -15,7 +15,8 @@ pub fn read_log(path: &Path) -> Result<Vec<EngagementEvent>> {
     Ok(read_logs(std::slice::from_ref(&path.to_path_buf()))?.0)
 }
 
-/// Reads log files in order; also returns how many torn last lines were skipped.
+/// Reads log files in order, compact impression lines expanded into one event per shown
+/// result; also returns how many torn last lines were skipped.
 ///
 /// # Errors
 /// As [`read_log`].
@@ -33,8 +34,8 @@ pub fn read_logs(paths: &[PathBuf]) -> Result<(Vec<EngagementEvent>, usize)> {
             if l.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str(l) {
-                Ok(e) => events.push(e),
+            match serde_json::from_str::<EngagementEvent>(l) {
+                Ok(e) => events.extend(e.expand()),
                 Err(_) if !whole && n + 1 == lines.len() => torn += 1,
                 Err(e) => {
                     return Err(Error::Malformed {
@@ -103,6 +104,33 @@ mod tests {
         let (events, torn) = read_logs(&files).unwrap();
         let q: Vec<_> = events.iter().map(|e| e.query.as_str()).collect();
         assert_eq!((q, torn), (vec!["a", "b", "c"], 1));
+    }
+
+    #[test]
+    fn a_compact_impression_line_reads_as_one_event_per_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log.impressions.jsonl");
+        std::fs::write(
+            &log,
+            "{\"query\": \"q.jpg\", \"result\": \"\", \"action\": \"impression\", \"request\": \"r1\", \
+             \"shown\": [{\"key\": \"a\", \"path\": \"a.jpg\", \"score\": 0.9}, \
+             {\"key\": \"b\", \"path\": \"b.jpg\", \"score\": 0.5}]}\n",
+        )
+        .unwrap();
+        let events = read_log(&log).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].result, "b.jpg");
+        assert_eq!(events[1].result_key.as_deref(), Some("b"));
+        assert_eq!((events[1].position, events[1].score), (Some(1), Some(0.5)));
+        assert!(events
+            .iter()
+            .all(|e| e.request.as_deref() == Some("r1") && e.shown.is_none()));
+        // the impressions' stream is not the actions'
+        assert!(log_files(dir.path(), "log").unwrap().is_empty());
+        assert_eq!(
+            log_files(dir.path(), &crate::record::impressions_stem("log")).unwrap(),
+            [log]
+        );
     }
 
     #[test]

@@ -60,6 +60,49 @@ pub struct EngagementEvent {
     /// The result's key in the index the service searched (absent in older logs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_key: Option<String>,
+    /// A whole search's impressions in one line: every shown result in rank order (`result`,
+    /// `result_key`, `score` and `position` are then per entry). Readers expand such a line
+    /// into one `impression` event per result ([`EngagementEvent::expand`]), so it reads as the
+    /// one-line-per-result logs written before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shown: Option<Vec<ShownResult>>,
+}
+
+/// One shown result of a compact impression line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShownResult {
+    /// The result's key in the index.
+    pub key: String,
+    /// The result's path.
+    pub path: String,
+    /// Its score.
+    pub score: f32,
+}
+
+impl EngagementEvent {
+    /// The events a line stands for: itself, or for a compact impression line one
+    /// `impression` per shown result, positioned by rank.
+    pub fn expand(self) -> Vec<EngagementEvent> {
+        let Some(shown) = self.shown.clone() else {
+            return vec![self];
+        };
+        let base = EngagementEvent {
+            shown: None,
+            ..self
+        };
+        shown
+            .into_iter()
+            .enumerate()
+            .map(|(position, s)| EngagementEvent {
+                result: s.path,
+                result_key: Some(s.key),
+                score: Some(s.score),
+                position: Some(position as u32),
+                ..base.clone()
+            })
+            .collect()
+    }
 }
 
 impl Default for EngagementEvent {
@@ -79,8 +122,15 @@ impl Default for EngagementEvent {
             time_ms: None,
             query_key: None,
             result_key: None,
+            shown: None,
         }
     }
+}
+
+/// The stem of the stream that holds a log's impressions, beside the actions' `stem`: the two
+/// rotate and expire apart, so a flood of searches never pushes a click out of retention.
+pub fn impressions_stem(stem: &str) -> String {
+    format!("{stem}.impressions")
 }
 
 /// Prefix of queries that were uploaded images (named by a hash, not a path).

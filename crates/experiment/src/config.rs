@@ -67,6 +67,25 @@ pub struct LogSettings {
     /// Rotated files kept; older ones are deleted (retention).
     #[serde(default = "default_keep")]
     pub keep_files: usize,
+    /// The impressions' stream (`<stem>.impressions`) rotates at this many MiB (default:
+    /// `rotate_mib`); it rotates apart from the actions, so searches never expire a click.
+    pub impressions_rotate_mib: Option<u64>,
+    /// Rotated impression files kept (default: `keep_files`).
+    pub impressions_keep_files: Option<usize>,
+    /// MiB of recent searches kept in memory to check actions against (oldest forgotten
+    /// first).
+    #[serde(default = "default_remember")]
+    pub remember_mib: usize,
+}
+
+impl LogSettings {
+    /// Rotation MiB and files kept of the impressions' stream.
+    pub fn impressions_retention(&self) -> (u64, usize) {
+        (
+            self.impressions_rotate_mib.unwrap_or(self.rotate_mib),
+            self.impressions_keep_files.unwrap_or(self.keep_files),
+        )
+    }
 }
 
 fn default_stem() -> String {
@@ -77,6 +96,9 @@ fn default_rotate() -> u64 {
 }
 fn default_keep() -> usize {
     50
+}
+fn default_remember() -> usize {
+    64
 }
 
 /// A side-by-side relevance study between two arms.
@@ -174,8 +196,19 @@ impl ExperimentConfig {
             return Err("`arms`: the shares add up to 0".into());
         }
         if let Some(log) = &self.log {
-            if log.rotate_mib == 0 || log.keep_files == 0 {
-                return Err("`log.rotate_mib` and `log.keep_files` must be at least 1".into());
+            let (rotate, keep) = log.impressions_retention();
+            if log.rotate_mib == 0 || log.keep_files == 0 || rotate == 0 || keep == 0 {
+                return Err(
+                    "`log.rotate_mib`, `log.keep_files` and their `impressions_` \
+                            counterparts must be at least 1"
+                        .into(),
+                );
+            }
+            if log.remember_mib == 0 || log.remember_mib > 1 << 16 {
+                return Err(format!(
+                    "`log.remember_mib` = {}: must be between 1 and 65536",
+                    log.remember_mib
+                ));
             }
             if log.stem.is_empty()
                 || !log

@@ -182,10 +182,17 @@ impl AppState {
         }
     }
 
-    /// Logs every search and accepts actions at `POST /v1/events`.
+    /// Logs every search's impressions to `impressions` and the actions accepted at
+    /// `POST /v1/events` to `actions` (two streams of one log: `<stem>` and
+    /// `<stem>.impressions`), remembering searches for actions up to `remember_bytes`.
     #[must_use]
-    pub fn with_engagement_log(mut self, log: unisight_engagement::EventLog) -> Self {
-        self.engagement = Some(Engagement::new(log));
+    pub fn with_engagement_log(
+        mut self,
+        actions: unisight_engagement::EventLog,
+        impressions: unisight_engagement::EventLog,
+        remember_bytes: usize,
+    ) -> Self {
+        self.engagement = Some(Engagement::new(actions, impressions, remember_bytes));
         self
     }
 

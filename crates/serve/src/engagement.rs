@@ -1,5 +1,11 @@
-//! Engagement logging: every search's shown results (impressions) and every user action on a
-//! result (`POST /v1/events`: click, save, dwell) go to the experiment's append-only log.
+//! Engagement logging: every search's shown results (impressions, one compact line per search)
+//! and every user action on a result (`POST /v1/events`: click, save, dwell) go to the
+//! experiment's append-only log, in two streams that rotate and expire apart: a flood of
+//! searches rotates impressions away, never the clicks and saves training learns from.
+//!
+//! The searches kept for checking actions are bounded by count and by bytes (their shown
+//! results' keys and paths), oldest forgotten first, so a client asking for `k = 1000` again
+//! and again cannot grow the service's memory past the budget.
 //!
 //! Actions are checked against the searches of the last hour kept in memory: an action for an
 //! unknown or expired request, on a result that was not shown, or repeated (same request,
@@ -13,12 +19,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use unisight_engagement::EventLog;
-use unisight_engagement::{Action, EngagementEvent};
+use unisight_engagement::{Action, EngagementEvent, ShownResult};
 
 /// How long a search accepts actions.
 const ACTION_WINDOW: Duration = Duration::from_secs(3600);
-/// Searches remembered for actions (oldest forgotten first).
+/// Most searches remembered for actions (oldest forgotten first).
 const REMEMBERED: usize = 100_000;
+/// Default bytes of remembered searches.
+pub const DEFAULT_REMEMBER_BYTES: usize = 64 << 20;
 /// A client clock further off than this is counted as skewed.
 const SKEW_LIMIT_MS: u64 = 5 * 60 * 1000;
 
@@ -42,6 +50,32 @@ struct Remembered {
     record: SearchRecord,
     at: Instant,
     actions: HashSet<(usize, Action)>,
+    bytes: usize,
+}
+
+impl SearchRecord {
+    /// Approximate heap and inline bytes of a remembered search with request id `request`.
+    fn footprint(&self, request: &str) -> usize {
+        let result = std::mem::size_of::<(String, String, f32)>();
+        let strings: usize = self.results.iter().map(|(k, p, _)| k.len() + p.len()).sum();
+        std::mem::size_of::<Remembered>()
+            + 2 * request.len()
+            + self.arm.len()
+            + self.query.len()
+            + self.query_key.as_ref().map_or(0, String::len)
+            + self.user.as_ref().map_or(0, String::len)
+            + self.results.len() * result
+            + strings
+            + 64
+    }
+}
+
+/// The remembered searches, oldest first in `order`, and their bytes.
+#[derive(Default)]
+struct Recent {
+    map: HashMap<String, Remembered>,
+    order: VecDeque<String>,
+    bytes: usize,
 }
 
 /// Why an action was refused.
@@ -72,10 +106,12 @@ pub struct EventCounters {
     pub write_errors: AtomicU64,
 }
 
-/// The log with the searches that actions may refer to.
+/// The log's two streams with the searches that actions may refer to.
 pub struct Engagement {
-    log: EventLog,
-    recent: Mutex<(HashMap<String, Remembered>, VecDeque<String>)>,
+    actions: EventLog,
+    impressions: EventLog,
+    recent: Mutex<Recent>,
+    remember_bytes: usize,
     /// Counters.
     pub counters: EventCounters,
 }
@@ -88,64 +124,84 @@ pub fn now_ms() -> u64 {
 }
 
 impl Engagement {
-    /// Wraps an open log.
-    pub fn new(log: EventLog) -> Self {
+    /// Wraps the open streams of a log: `actions` (`<stem>`) and `impressions`
+    /// (`<stem>.impressions`), remembering searches up to `remember_bytes`.
+    pub fn new(actions: EventLog, impressions: EventLog, remember_bytes: usize) -> Self {
         Engagement {
-            log,
-            recent: Mutex::new((HashMap::new(), VecDeque::new())),
+            actions,
+            impressions,
+            recent: Mutex::new(Recent::default()),
+            remember_bytes,
             counters: EventCounters::default(),
         }
     }
 
-    fn write(&self, events: &[EngagementEvent]) {
-        if let Err(e) = self.log.append(events) {
+    fn write(&self, log: &EventLog, events: &[EngagementEvent]) {
+        if let Err(e) = log.append(events) {
             self.counters.write_errors.fetch_add(1, Ordering::Relaxed);
             tracing::error!("engagement log: {e}");
         }
     }
 
-    /// Logs the impressions of a search and remembers it for actions.
+    /// Logs the impressions of a search (one line) and remembers it for actions.
     pub fn searched(&self, request: &str, record: SearchRecord) {
-        let time_ms = now_ms();
-        let lines: Vec<EngagementEvent> = record
-            .results
-            .iter()
-            .enumerate()
-            .map(|(position, (key, path, score))| EngagementEvent {
-                query: record.query.clone(),
-                result: path.clone(),
-                query_key: record.query_key.clone(),
-                result_key: Some(key.clone()),
-                action: Action::Impression,
-                position: Some(position as u32),
-                simulated: record.simulated,
-                request: Some(request.to_string()),
-                arm: Some(record.arm.clone()),
-                user: record.user.clone(),
-                score: Some(*score),
-                time_ms: Some(time_ms),
-                ..EngagementEvent::default()
-            })
-            .collect();
-        self.write(&lines);
+        let line = EngagementEvent {
+            query: record.query.clone(),
+            query_key: record.query_key.clone(),
+            action: Action::Impression,
+            simulated: record.simulated,
+            request: Some(request.to_string()),
+            arm: Some(record.arm.clone()),
+            user: record.user.clone(),
+            time_ms: Some(now_ms()),
+            shown: Some(
+                record
+                    .results
+                    .iter()
+                    .map(|(key, path, score)| ShownResult {
+                        key: key.clone(),
+                        path: path.clone(),
+                        score: *score,
+                    })
+                    .collect(),
+            ),
+            ..EngagementEvent::default()
+        };
+        self.write(&self.impressions, std::slice::from_ref(&line));
         let Ok(mut recent) = self.recent.lock() else {
             return;
         };
-        let (map, order) = &mut *recent;
-        while order.len() >= REMEMBERED {
-            if let Some(old) = order.pop_front() {
-                map.remove(&old);
+        let bytes = record.footprint(request);
+        let recent = &mut *recent;
+        while !recent.order.is_empty()
+            && (recent.order.len() >= REMEMBERED || recent.bytes + bytes > self.remember_bytes)
+        {
+            if let Some(old) = recent.order.pop_front() {
+                if let Some(gone) = recent.map.remove(&old) {
+                    recent.bytes -= gone.bytes;
+                }
             }
         }
-        order.push_back(request.to_string());
-        map.insert(
+        recent.order.push_back(request.to_string());
+        recent.bytes += bytes;
+        if let Some(replaced) = recent.map.insert(
             request.to_string(),
             Remembered {
                 record,
                 at: Instant::now(),
                 actions: HashSet::new(),
+                bytes,
             },
-        );
+        ) {
+            recent.bytes -= replaced.bytes;
+        }
+    }
+
+    /// Bytes and count of the searches remembered now.
+    pub fn remembered(&self) -> (usize, usize) {
+        self.recent
+            .lock()
+            .map_or((0, 0), |r| (r.bytes, r.map.len()))
     }
 
     /// Checks and logs one action; returns the arm of the search.
@@ -173,7 +229,7 @@ impl Engagement {
                 Err(r)
             };
             let Some(search) = recent
-                .0
+                .map
                 .get_mut(request)
                 .filter(|s| s.at.elapsed() <= ACTION_WINDOW)
             else {
@@ -207,14 +263,15 @@ impl Engagement {
             }
         };
         let arm = line.arm.clone().unwrap_or_default();
-        self.write(std::slice::from_ref(&line));
+        self.write(&self.actions, std::slice::from_ref(&line));
         self.counters.logged.fetch_add(1, Ordering::Relaxed);
         Ok(arm)
     }
 
-    /// Syncs the log (at shutdown).
+    /// Syncs both streams (at shutdown).
     pub fn sync(&self) {
-        let _ = self.log.sync();
+        let _ = self.actions.sync();
+        let _ = self.impressions.sync();
     }
 
     /// Prometheus lines of the counters.
@@ -234,6 +291,11 @@ impl Engagement {
                 n.load(Ordering::Relaxed)
             ));
         }
+        let (bytes, searches) = self.remembered();
+        out.push_str(&format!(
+            "# TYPE unisight_remembered_searches gauge\nunisight_remembered_searches {searches}\n\
+             # TYPE unisight_remembered_search_bytes gauge\nunisight_remembered_search_bytes {bytes}\n"
+        ));
         out
     }
 }

@@ -29,4 +29,5 @@ pub use app::{
     router, AppState, Arm, ServiceConfig, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_REQUEST_DEADLINE_S, DEFAULT_TIMEOUT_S,
 };
+pub use engagement::DEFAULT_REMEMBER_BYTES;
 pub use server::{serve, serve_blocking, serve_until, DRAIN};

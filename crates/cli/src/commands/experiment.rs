@@ -39,7 +39,10 @@ fn report_experiment(
     control: Option<&str>,
     out: Option<&Path>,
 ) -> Result<()> {
-    let files = unisight_engagement::log_files(log_dir, stem)?;
+    // impressions first, then actions: the report joins them by request
+    let mut files =
+        unisight_engagement::log_files(log_dir, &unisight_engagement::impressions_stem(stem))?;
+    files.extend(unisight_engagement::log_files(log_dir, stem)?);
     if files.is_empty() {
         bail!(
             "{}: no {stem}.jsonl or {stem}-NNNNNN.jsonl files",

@@ -164,21 +164,15 @@ fn experiment_state(
     }
     let mut state = AppState::with_arms(arms, experiment.assignment(), config);
     if let Some(log) = &experiment.log {
-        let (log, opened) = EventLog::open(LogOptions {
-            dir: log.dir.clone(),
-            stem: log.stem.clone(),
-            rotate_bytes: log.rotate_mib << 20,
-            keep_files: log.keep_files,
-            sync_interval: Duration::from_secs(1),
-        })?;
-        if opened.repaired_bytes > 0 {
-            eprintln!(
-                "{}: cut {} bytes of a torn last line (an earlier process was killed mid-write)",
-                log.current_path().display(),
-                opened.repaired_bytes
-            );
-        }
-        state = state.with_engagement_log(log);
+        let (rotate_mib, keep_files) = log.impressions_retention();
+        let actions = open_log(&log.dir, &log.stem, log.rotate_mib, log.keep_files)?;
+        let impressions = open_log(
+            &log.dir,
+            &unisight_engagement::impressions_stem(&log.stem),
+            rotate_mib,
+            keep_files,
+        )?;
+        state = state.with_engagement_log(actions, impressions, log.remember_mib << 20);
     }
     if let Some(study) = &experiment.study {
         let root = study
@@ -203,4 +197,23 @@ fn experiment_state(
         ));
     }
     Ok(state)
+}
+
+/// Opens one stream of the engagement log, repairing a torn last line.
+fn open_log(dir: &Path, stem: &str, rotate_mib: u64, keep_files: usize) -> Result<EventLog> {
+    let (log, opened) = EventLog::open(LogOptions {
+        dir: dir.to_path_buf(),
+        stem: stem.to_string(),
+        rotate_bytes: rotate_mib << 20,
+        keep_files,
+        sync_interval: Duration::from_secs(1),
+    })?;
+    if opened.repaired_bytes > 0 {
+        eprintln!(
+            "{}: cut {} bytes of a torn last line (an earlier process was killed mid-write)",
+            log.current_path().display(),
+            opened.repaired_bytes
+        );
+    }
+    Ok(log)
 }

@@ -151,11 +151,22 @@ fn experiment_arms_log_engagement_and_report() {
     let _ = server.child.kill();
     let _ = server.child.wait();
     let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
-    assert!(!log.contains("user-0"), "raw user ids never reach the log");
+    let shown = t.join("logs/engagement.impressions.jsonl");
+    let shown_text = std::fs::read_to_string(&shown).unwrap();
+    assert!(
+        !log.contains("user-0") && !shown_text.contains("user-0"),
+        "raw user ids never reach the log"
+    );
     assert!(log.contains("\"action\":\"save\"") && log.contains("\"dwell_ms\":4200"));
+    assert!(
+        !log.contains("\"impression\""),
+        "impressions have a stream of their own"
+    );
     let searches = 24 * 2 + 1;
-    let impressions = log.lines().filter(|l| l.contains("\"impression\"")).count();
-    assert_eq!(impressions, searches * 5 + 3);
+    // one compact line per search, read back as one impression per shown result
+    assert_eq!(shown_text.lines().count(), searches + 1);
+    let impressions = unisight_engagement::read_log(&shown).unwrap();
+    assert_eq!(impressions.len(), searches * 5 + 3);
     let out = ok(unisight()
         .args(["experiment", "report", "--log"])
         .arg(t.join("logs"))
@@ -261,9 +272,15 @@ fn simulated_users_drive_the_service_and_are_marked_in_the_log() {
     assert!(counts["relevant_clicks"].as_u64().unwrap() > 0, "{counts}");
     drop(server);
     let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
-    assert!(log.lines().count() > 30 * 5);
+    let shown = t.join("logs/engagement.impressions.jsonl");
+    let shown_text = std::fs::read_to_string(&shown).unwrap();
+    // one compact impression line per search
+    assert_eq!(shown_text.lines().count(), 30);
+    assert!(unisight_engagement::read_log(&shown).unwrap().len() > 30 * 5);
     assert!(
-        log.lines().all(|l| l.contains("\"simulated\":true")),
+        log.lines()
+            .chain(shown_text.lines())
+            .all(|l| l.contains("\"simulated\":true")),
         "every line of simulated users is marked"
     );
     assert!(log.contains("\"action\":\"click\"") && log.contains("\"result_key\""));

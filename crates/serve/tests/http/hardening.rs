@@ -8,7 +8,16 @@ use std::sync::Arc;
 use axum::body::{Body, Bytes};
 use axum::http::{header, Request, StatusCode};
 
-use super::{assert_error, get, picture, png, send, service, TOKEN};
+use std::time::Duration;
+
+use serde_json::Value;
+use unisight_engagement::Action;
+use unisight_serve::{router, ServiceConfig};
+
+use super::{
+    assert_error, get, open_logs, picture, png, post_image, read_events, send, service,
+    service_state, TOKEN,
+};
 
 fn add(key: &str, auth: &str) -> Request<Body> {
     Request::post(format!("/v1/items?key={key}"))
@@ -131,4 +140,84 @@ async fn pages_carry_a_content_security_policy_and_every_answer_nosniff() {
         response.headers()[header::X_CONTENT_TYPE_OPTIONS],
         "nosniff"
     );
+}
+
+#[tokio::test]
+async fn a_flood_of_searches_neither_grows_memory_past_its_budget_nor_expires_a_click() {
+    let (state, dir, _) = service_state(40, false, ServiceConfig::default());
+    let log_dir = dir.path().join("log");
+    // small files and a small memory budget, as a long flood would meet the real ones
+    let (actions, impressions) = open_logs(&log_dir, 4096, 2);
+    let budget = 96 << 10;
+    let app = router(Arc::new(state.with_engagement_log(
+        actions,
+        impressions,
+        budget,
+    )));
+    let (status, _, first, _) = send(
+        &app,
+        post_image("/v1/search?k=5", "image/png", png(&picture(3))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let click = serde_json::json!({
+        "request": first["request"], "key": first["results"][0]["key"], "action": "click"
+    });
+    let request = Request::post("/v1/events")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(click.to_string()))
+        .unwrap();
+    let (status, _, json, _) = send(&app, request).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{json}");
+    // 300 unauthenticated searches showing every item
+    for i in 0..300 {
+        let (status, _, json, _) = send(
+            &app,
+            get(&format!("/v1/items/item-{}/similar?k=40", i % 40)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+    }
+    // the remembered searches stay within the budget
+    let (_, _, _, metrics) = send(&app, get("/metrics")).await;
+    let metrics = String::from_utf8(metrics).unwrap();
+    let bytes: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("unisight_remembered_search_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(
+        bytes > 0 && bytes <= budget,
+        "{bytes} bytes remembered, budget {budget}"
+    );
+    // impressions rotated away many times over; the click is still there, once
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let events = read_events(&log_dir);
+    let clicks: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == Action::Click)
+        .collect();
+    assert_eq!(clicks.len(), 1, "{clicks:?}");
+    assert_eq!(clicks[0].request.as_deref(), first["request"].as_str());
+    let impressions = events
+        .iter()
+        .filter(|e| e.action == Action::Impression)
+        .count();
+    assert!(
+        impressions < 300 * 40,
+        "impressions were not rotated: {impressions}"
+    );
+    // one impression line per search
+    let files = unisight_engagement::log_files(
+        &log_dir,
+        &unisight_engagement::impressions_stem("engagement"),
+    )
+    .unwrap();
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    let current = text;
+    let line: Value = serde_json::from_str(current.lines().last().unwrap()).unwrap();
+    assert_eq!(line["shown"].as_array().map(Vec::len), Some(40), "{line}");
 }

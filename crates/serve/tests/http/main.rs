@@ -184,17 +184,39 @@ fn service_state(
     let mut state = AppState::with_arms(vec![arm], AppState::single_arm_assignment(), config);
     let log_dir = log.then(|| dir.path().join("log"));
     if let Some(log_dir) = &log_dir {
-        let (log, _) = EventLog::open(LogOptions {
-            dir: log_dir.clone(),
-            stem: "engagement".into(),
-            rotate_bytes: 1 << 20,
-            keep_files: 2,
-            sync_interval: Duration::from_millis(1),
-        })
-        .unwrap();
-        state = state.with_engagement_log(log);
+        let (actions, impressions) = open_logs(log_dir, 1 << 20, 2);
+        state = state.with_engagement_log(actions, impressions, 64 << 20);
     }
     (state, dir, log_dir)
+}
+
+/// The two streams of an engagement log in `dir` (`engagement` and `engagement.impressions`),
+/// each rotating at `rotate_bytes` and keeping `keep_files`.
+fn open_logs(dir: &std::path::Path, rotate_bytes: u64, keep_files: usize) -> (EventLog, EventLog) {
+    let open = |stem: String| {
+        EventLog::open(LogOptions {
+            dir: dir.to_path_buf(),
+            stem,
+            rotate_bytes,
+            keep_files,
+            sync_interval: Duration::from_millis(1),
+        })
+        .unwrap()
+        .0
+    };
+    (
+        open("engagement".into()),
+        open(unisight_engagement::impressions_stem("engagement")),
+    )
+}
+
+/// Every event of the log in `dir`: impressions (expanded) then actions.
+fn read_events(dir: &std::path::Path) -> Vec<unisight_engagement::EngagementEvent> {
+    let mut files =
+        unisight_engagement::log_files(dir, &unisight_engagement::impressions_stem("engagement"))
+            .unwrap();
+    files.extend(unisight_engagement::log_files(dir, "engagement").unwrap());
+    unisight_engagement::read_logs(&files).unwrap().0
 }
 
 /// Sends one request; the status, the content type and the body (JSON when it parses).
@@ -482,10 +504,9 @@ async fn events_are_logged_once_and_only_for_shown_results() {
     // what reached the log: three impressions and one click, of this request
     let log = s.log_dir.as_ref().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let (events, _) = loop {
-        let files = unisight_engagement::log_files(log, "engagement").unwrap();
-        let read = unisight_engagement::read_logs(&files).unwrap();
-        if read.0.len() >= 4 || std::time::Instant::now() > deadline {
+    let events = loop {
+        let read = read_events(log);
+        if read.len() >= 4 || std::time::Instant::now() > deadline {
             break read;
         }
         std::thread::sleep(Duration::from_millis(20));
