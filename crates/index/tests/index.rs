@@ -292,6 +292,44 @@ fn a_keyless_index_stores_code_and_id_only() {
 }
 
 #[test]
+fn the_segment_count_stays_bounded_under_any_number_of_mutations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut index = create_index(tmp.path());
+    // one large build, then a long-running service's single adds and removals
+    add_range(&mut index, 0..500);
+    let mut live: Vec<u64> = (0..500).collect();
+    for i in 500..1500u64 {
+        let ids = add_range(&mut index, i..i + 1);
+        live.extend(ids);
+        if i % 3 == 0 {
+            let gone = live.remove((i as usize * 7) % live.len());
+            index.remove(&[gone]).unwrap();
+        }
+        let bound = (index.len() as f64).log2().ceil() as usize + 2;
+        assert!(
+            index.stats().segments <= bound,
+            "{} segments for {} items",
+            index.stats().segments,
+            index.len()
+        );
+    }
+    // nothing was lost or resurrected, and no file is left that the manifest does not list
+    assert_eq!(index.len(), live.len());
+    for &id in live.iter().step_by(37) {
+        assert_eq!(index.item(id).unwrap().key, format!("item-{id}"));
+        let hits = index
+            .search(&code_for(id), 1, &ScanOptions::default())
+            .unwrap();
+        assert_eq!(hits[0][0].id, id);
+    }
+    let files = std::fs::read_dir(tmp.path()).unwrap().count();
+    assert!(files <= 2 * index.stats().segments + 2, "{files} files");
+    drop(index);
+    let reopened = Index::open(tmp.path()).unwrap();
+    assert_eq!(reopened.len(), live.len());
+}
+
+#[test]
 fn a_huge_k_is_capped_at_the_index_size() {
     let tmp = tempfile::tempdir().unwrap();
     let mut index = create_index(tmp.path());

@@ -1,10 +1,17 @@
-//! Reclaiming space: compaction rewrites the live items into one segment; garbage collection
-//! removes files that no committed manifest lists (left by interrupted mutations).
+//! Reclaiming space and bounding the segment count: compaction rewrites the live items into one
+//! segment; every add first merges the newest segments by a size ratio; garbage collection
+//! removes files that no committed manifest lists (left by merges and interrupted mutations).
 
 use super::manifest::SegmentEntry;
 use super::{Index, LiveSegment};
 use crate::segment::{self, ItemRow, Segment};
 use crate::{Error, Result};
+
+/// The segment below the newest must hold at least this many times the newest one's live rows,
+/// or the two are merged: segment sizes then fall geometrically from the oldest to the newest,
+/// so an index of N items has at most about log2(N) + 2 segments however many single adds and
+/// removals it sees, and each item is rewritten about log2(N) times in its life.
+const MERGE_RATIO: usize = 2;
 
 impl Index {
     /// Rewrites all live items into one segment, dropping deleted rows, in one commit.
@@ -13,12 +20,42 @@ impl Index {
     /// I/O errors (the index stays at the previous commit).
     pub fn compact(&mut self) -> Result<()> {
         self.writer()?;
+        self.merge(0..self.segments.len())?;
+        self.collect_garbage()
+    }
+
+    /// Merges the newest segments while the one below the newest is not [`MERGE_RATIO`] times
+    /// larger (by live rows): what keeps the segment count bounded under any number of
+    /// mutations. Each merge is one commit, like any other.
+    ///
+    /// # Errors
+    /// I/O errors (the index stays at the last commit that succeeded).
+    pub(super) fn keep_segments_bounded(&mut self) -> Result<()> {
+        let mut merged = false;
+        while let [.., below, top] = self.segments.as_slice() {
+            if below.live_rows() >= MERGE_RATIO * top.live_rows().max(1) {
+                break;
+            }
+            let n = self.segments.len();
+            self.merge(n - 2..n)?;
+            merged = true;
+        }
+        if merged {
+            self.collect_garbage()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites the live items of the adjacent segments `range` into one segment in their place
+    /// (none when all are deleted), ids unchanged, in one commit.
+    fn merge(&mut self, range: std::ops::Range<usize>) -> Result<()> {
         let layout = self.layout();
         let generation = self.manifest.generation + 1;
         let file = format!("seg-{generation:010}.usg");
         let path = self.dir.join(&file);
         let mut live = Vec::new();
-        for (s, seg) in self.segments.iter().enumerate() {
+        for s in range.clone() {
+            let seg = &self.segments[s];
             for row in 0..seg.segment.rows() {
                 if !seg.is_deleted(row) {
                     live.push((s, row));
@@ -46,26 +83,27 @@ impl Index {
         }
         let mut next = self.manifest.clone();
         next.generation = generation;
-        next.segments.clear();
+        let mut entries = Vec::new();
         if !rows.is_empty() {
             if let Err(e) = segment::write_segment(&path, layout, rows.into_iter()) {
                 let _ = std::fs::remove_file(&path);
                 return Err(e);
             }
-            next.segments.push(SegmentEntry {
+            entries.push(SegmentEntry {
                 file,
                 rows: live.len(),
                 tombstones: None,
             });
         }
-        let new_segments = if live.is_empty() {
+        next.segments.splice(range.clone(), entries);
+        let merged = if live.is_empty() {
             Vec::new()
         } else {
             vec![LiveSegment::new(Segment::open(&path)?, Vec::new())]
         };
         self.commit(next)?;
-        self.segments = new_segments;
-        self.collect_garbage()
+        self.segments.splice(range, merged);
+        Ok(())
     }
 
     /// Removes files of ours that the manifest does not list.

@@ -110,6 +110,10 @@ impl LiveSegment {
         live
     }
 
+    fn live_rows(&self) -> usize {
+        self.segment.rows() - self.deleted_rows.len()
+    }
+
     fn is_deleted(&self, row: usize) -> bool {
         (self.deleted[row / 64] >> (row % 64)) & 1 == 1
     }

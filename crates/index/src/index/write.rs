@@ -50,6 +50,8 @@ impl Index {
                 )));
             }
         }
+        // merged before, not after, the add: an add that returns an error added nothing
+        self.keep_segments_bounded()?;
         let first = self.manifest.next_id;
         let generation = self.manifest.generation + 1;
         let file = format!("seg-{generation:010}.usg");
