@@ -312,6 +312,10 @@ pub struct ServeArgs {
     /// Largest image, in megapixels (checked from the header before decoding).
     #[arg(long, default_value_t = 40)]
     pub max_megapixels: u64,
+    /// Largest decoded image, in MB (width x height x channels x bytes per channel, checked
+    /// from the header: a 16-bit or alpha image costs more than its pixel count says).
+    #[arg(long, default_value_t = unisight_data::decode::DEFAULT_MAX_DECODED_BYTES / 1_000_000)]
+    pub max_decoded_mb: u64,
     /// Seconds a request may take once its body is in.
     #[arg(long, default_value_t = unisight_serve::DEFAULT_TIMEOUT_S)]
     pub timeout_s: u64,

@@ -18,13 +18,21 @@ pub struct DecodeLimits {
     pub max_file_bytes: u64,
     /// Largest width x height accepted.
     pub max_pixels: u64,
+    /// Largest decoded image accepted, in bytes (width x height x channels x bytes per
+    /// channel, from the header): a 16-bit or alpha image costs two to eight times its pixel
+    /// count, which the pixel limit alone lets through.
+    pub max_decoded_bytes: u64,
 }
+
+/// Default [`DecodeLimits::max_decoded_bytes`]: a 40-megapixel RGBA photo at 8 bits per channel.
+pub const DEFAULT_MAX_DECODED_BYTES: u64 = 160_000_000;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
         DecodeLimits {
             max_file_bytes: 64 << 20,
             max_pixels: 40_000_000,
+            max_decoded_bytes: DEFAULT_MAX_DECODED_BYTES,
         }
     }
 }
@@ -81,6 +89,15 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
         return Err(format!(
             "{w}x{h} pixels exceeds the limit of {} (refused before decoding)",
             limits.max_pixels
+        ));
+    }
+    let decoded = decoder.total_bytes();
+    if decoded > limits.max_decoded_bytes {
+        return Err(format!(
+            "{w}x{h} {:?} pixels decode to {decoded} bytes, over the limit of {} (refused before \
+             decoding)",
+            decoder.color_type(),
+            limits.max_decoded_bytes
         ));
     }
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
@@ -145,6 +162,29 @@ mod tests {
         assert!(decode_rgb(&jpeg, &DecodeLimits::default()).is_ok());
         let err = decode_rgb(&jpeg[..jpeg.len() / 2], &DecodeLimits::default()).unwrap_err();
         assert!(err.contains("truncated"), "{err}");
+    }
+
+    #[test]
+    fn a_deep_image_is_refused_by_its_decoded_bytes() {
+        // 2000 x 2000 16-bit RGB: 4 MP, inside the pixel limit, 24 MB decoded
+        let img = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(2000, 2000, |x, _| {
+            image::Rgb([x as u16; 3])
+        });
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb16(img)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        let png16 = out.into_inner();
+        let limits = DecodeLimits {
+            max_decoded_bytes: 16_000_000,
+            ..DecodeLimits::default()
+        };
+        let err = decode_rgb(&png16, &limits).unwrap_err();
+        assert!(
+            err.contains("24000000 bytes") && err.contains("Rgb16"),
+            "{err}"
+        );
+        assert!(decode_rgb(&png16, &DecodeLimits::default()).is_ok());
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// Largest k a request may ask for.
     pub max_k: usize,
-    /// Time a request may take before it is answered 504.
+    /// Time a request may take, from its body being in to its answer, every queue included,
+    /// before it is answered 504 (its queued work is then dropped unprocessed).
     pub timeout: Duration,
     /// Time a connection may take to send a request's headers, and may sit idle between
     /// requests, before it is closed.
@@ -342,11 +343,12 @@ pub(crate) fn request_id() -> String {
 }
 
 /// The answer of a job queued for a worker thread, within the request's time: 503 when the
-/// queue refused it, 504 past `timeout`, 500 when the worker went away. `what` names the work
+/// queue refused it, 504 past `deadline` (the request's, shared by all its queued stages), 500
+/// when the worker went away. `what` names the work
 /// ("embedding", "search") in the reasons.
 pub(crate) async fn queued_answer<T, Refused>(
     submitted: Result<tokio::sync::oneshot::Receiver<T>, Refused>,
-    timeout: Duration,
+    deadline: std::time::Instant,
     what: &str,
 ) -> ApiResult<T> {
     let receiver = submitted.map_err(|_| {
@@ -356,20 +358,22 @@ pub(crate) async fn queued_answer<T, Refused>(
             format!("the {what} queue is full; retry shortly"),
         )
     })?;
-    tokio::time::timeout(timeout, receiver)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!("the {what} took too long"),
-            )
-        })?
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "worker_gone",
-                format!("the {what} worker stopped"),
-            )
-        })
+    let timed_out = || {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("the {what} took too long"),
+        )
+    };
+    match tokio::time::timeout_at(deadline.into(), receiver).await {
+        Ok(Ok(answer)) => Ok(answer),
+        // a job dropped at its deadline is a timeout, not a lost worker
+        Ok(Err(_)) if std::time::Instant::now() >= deadline => Err(timed_out()),
+        Ok(Err(_)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "worker_gone",
+            format!("the {what} worker stopped"),
+        )),
+        Err(_) => Err(timed_out()),
+    }
 }

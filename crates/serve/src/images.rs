@@ -100,6 +100,7 @@ pub(crate) async fn embed_image(
     state: &AppState,
     arm: &Arm,
     Upload(body): Upload,
+    deadline: Instant,
 ) -> ApiResult<(Embedded, f64)> {
     if body.is_empty() {
         return Err(ApiError::new(
@@ -110,8 +111,8 @@ pub(crate) async fn embed_image(
     }
     let started = Instant::now();
     let result = queued_answer(
-        arm.pool.submit(body.to_vec()),
-        state.config.timeout,
+        arm.pool.submit(body.to_vec(), deadline),
+        deadline,
         "embedding",
     )
     .await?;
@@ -143,7 +144,8 @@ pub(crate) async fn embed(
     let result: ApiResult<_> = async {
         let (a, _) = choose_arm(&state, &headers, params.user.as_deref(), &request_id());
         let arm = &state.arms[a];
-        let (e, embed_ms) = embed_image(&state, arm, upload?).await?;
+        let deadline = started + state.config.timeout;
+        let (e, embed_ms) = embed_image(&state, arm, upload?, deadline).await?;
         Ok(Json(serde_json::json!({
             "arm": arm.name,
             "dim": e.embedding.len(),

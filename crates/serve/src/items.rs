@@ -143,9 +143,11 @@ pub(crate) async fn add_item(
         }
         // every arm indexes the same catalog, each with its own model's embedding
         let upload = Upload::from_request(request, &()).await?;
+        let deadline = Instant::now() + state.config.timeout;
         let mut embedded = Vec::with_capacity(state.arms.len());
         for arm in &state.arms {
-            embedded.push(embed_image(&state, arm, Upload(upload.0.clone())).await?.0);
+            let upload = Upload(upload.0.clone());
+            embedded.push(embed_image(&state, arm, upload, deadline).await?.0);
         }
         let state2 = state.clone();
         let key = params.key.clone();

@@ -46,6 +46,7 @@ pub(crate) async fn readyz(
                 "model_bytes": arm.model_bytes,
                 "workers": arm.pool.workers(),
                 "queued": arm.pool.queued(),
+                "abandoned": arm.pool.abandoned(),
                 "search_queued": arm.searches.queued(),
                 "searches": searches,
                 "mean_search_ms": mean_ms,

@@ -1,10 +1,13 @@
 //! A bounded pool of embedding workers. Each worker thread owns one embedder (an ONNX Runtime
 //! session) and decodes, preprocesses and embeds one image per job, off the async runtime. The
 //! queue in front of the workers is bounded: when it is full, [`EmbedPool::submit`] refuses at
-//! once, so a burst of slow requests turns into 503s instead of an ever-growing backlog.
+//! once, so a burst of slow requests turns into 503s instead of an ever-growing backlog. A job
+//! whose requester is gone (timed out, disconnected) or whose deadline has passed is dropped
+//! unprocessed: costly images abandoned by their clients do not delay the searches behind them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use tokio::sync::oneshot;
@@ -24,6 +27,7 @@ pub enum JobError {
 struct Job {
     bytes: Vec<u8>,
     reply: oneshot::Sender<Result<Embedded, JobError>>,
+    deadline: Instant,
 }
 
 /// The queue was full.
@@ -36,6 +40,7 @@ pub struct EmbedPool {
     spec: ModelSpec,
     workers: usize,
     in_flight: Arc<AtomicUsize>,
+    abandoned: Arc<AtomicU64>,
 }
 
 /// A read-only view of a pool's count of images queued or being embedded.
@@ -69,9 +74,11 @@ impl EmbedPool {
         let workers = embedders.len();
         let (sender, receiver) = bounded::<Job>(queue.max(1));
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let abandoned = Arc::new(AtomicU64::new(0));
         for (i, mut embedder) in embedders.into_iter().enumerate() {
             let receiver = receiver.clone();
             let in_flight = in_flight.clone();
+            let abandoned = abandoned.clone();
             std::thread::Builder::new()
                 .name(format!("embed-{i}"))
                 .spawn(move || {
@@ -80,6 +87,10 @@ impl EmbedPool {
                         // counted down even if embedding panics (the worker ends then, and the
                         // search thread must not believe an image is still in flight)
                         let done = CountDown(&in_flight);
+                        if job.reply.is_closed() || Instant::now() >= job.deadline {
+                            abandoned.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
                         let result =
                             embed_bytes(embedder.as_mut(), &job.bytes, &limits, &mut pixels);
                         drop(done);
@@ -94,21 +105,28 @@ impl EmbedPool {
             spec,
             workers,
             in_flight,
+            abandoned,
         }
     }
 
-    /// Queues an image; the receiver yields its embedding.
+    /// Queues an image to be embedded before `deadline` (dropped unprocessed after it, or once
+    /// the receiver is dropped); the receiver yields its embedding.
     ///
     /// # Errors
     /// [`Busy`] when the queue is full.
     pub fn submit(
         &self,
         bytes: Vec<u8>,
+        deadline: Instant,
     ) -> Result<oneshot::Receiver<Result<Embedded, JobError>>, Busy> {
         let (reply, receiver) = oneshot::channel();
         // counted before it can be taken, so a worker never takes the count below zero
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        match self.sender.try_send(Job { bytes, reply }) {
+        match self.sender.try_send(Job {
+            bytes,
+            reply,
+            deadline,
+        }) {
             Ok(()) => Ok(receiver),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -121,6 +139,11 @@ impl EmbedPool {
     /// to leave the cores to the model while it works (see [`crate::search_queue::SearchQueue::start`]).
     pub fn in_flight(&self) -> InFlight {
         InFlight(self.in_flight.clone())
+    }
+
+    /// Jobs dropped unprocessed so far: their requester was gone or their deadline past.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.load(Ordering::Relaxed)
     }
 
     /// Jobs waiting for a worker.
@@ -190,9 +213,84 @@ mod tests {
         };
         let pool = EmbedPool::start(vec![Box::new(Panics(spec))], 4, DecodeLimits::default());
         let in_flight = pool.in_flight();
-        let answer = pool.submit(PNG.to_vec()).expect("queue has room");
+        let answer = pool
+            .submit(PNG.to_vec(), far_deadline())
+            .expect("queue has room");
         // the worker died with the job: its reply is dropped unanswered
         assert!(answer.blocking_recv().is_err());
         assert_eq!(in_flight.get(), 0);
+    }
+
+    fn far_deadline() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    /// An embedder that takes `delay` per image and counts the images it embedded.
+    struct Slow {
+        spec: ModelSpec,
+        delay: std::time::Duration,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Embedder for Slow {
+        fn spec(&self) -> &ModelSpec {
+            &self.spec
+        }
+        fn embed(&mut self, _: &[f32], batch: usize) -> unisight_core::Result<Embeddings> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(self.delay);
+            Ok(Embeddings {
+                dim: 8,
+                normalized: vec![0.5; 8 * batch],
+                projected: vec![0.5; 8 * batch],
+            })
+        }
+        fn backend(&self) -> &'static str {
+            "slow"
+        }
+    }
+
+    #[test]
+    fn jobs_whose_requester_left_or_whose_deadline_passed_are_dropped_unprocessed() {
+        let spec = ModelSpec {
+            architecture: Architecture::EfficientnetLite0,
+            input_size: 4,
+            preprocess: Preprocess::Tf127,
+            trunk_dim: 8,
+            dim: 8,
+            projection: Projection::Identity,
+        };
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slow = Slow {
+            spec,
+            delay: std::time::Duration::from_millis(300),
+            calls: calls.clone(),
+        };
+        let pool = EmbedPool::start(vec![Box::new(slow)], 8, DecodeLimits::default());
+        // the first job holds the only worker while the others queue behind it
+        let first = pool.submit(PNG.to_vec(), far_deadline()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let gone = pool.submit(PNG.to_vec(), far_deadline()).unwrap();
+        drop(gone);
+        let late = pool
+            .submit(
+                PNG.to_vec(),
+                Instant::now() + std::time::Duration::from_millis(100),
+            )
+            .unwrap();
+        let kept = pool.submit(PNG.to_vec(), far_deadline()).unwrap();
+        assert!(first.blocking_recv().unwrap().is_ok());
+        assert!(kept.blocking_recv().unwrap().is_ok());
+        assert!(
+            late.blocking_recv().is_err(),
+            "a late job is answered by no one"
+        );
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "only the wanted images were embedded"
+        );
+        assert_eq!(pool.abandoned(), 2);
+        assert_eq!(pool.in_flight().get(), 0);
     }
 }

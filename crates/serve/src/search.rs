@@ -67,6 +67,7 @@ pub(crate) async fn run_search(
     float: Option<Vec<f32>>,
     k: usize,
     rerank: Option<bool>,
+    deadline: Instant,
 ) -> ApiResult<(Vec<Hit>, f64)> {
     let started = Instant::now();
     let request = match rerank {
@@ -86,7 +87,7 @@ pub(crate) async fn run_search(
         k,
         mode,
     };
-    let hits = queued_answer(arm.searches.submit(job), state.config.timeout, "search")
+    let hits = queued_answer(arm.searches.submit(job), deadline, "search")
         .await?
         .map_err(|e| match e {
             SearchError::BadQuery(reason) => {
@@ -196,7 +197,9 @@ pub(crate) async fn search_by_image(
             let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
             format!("{}{hex}", unisight_engagement::UPLOAD_PREFIX)
         });
-        let (embedded, embed_ms) = embed_image(&state, arm, upload).await?;
+        // one time budget for the whole request: the embedding queue and the search queue
+        let deadline = started + state.config.timeout;
+        let (embedded, embed_ms) = embed_image(&state, arm, upload, deadline).await?;
         let (results, search_ms) = run_search(
             &state,
             arm,
@@ -204,6 +207,7 @@ pub(crate) async fn search_by_image(
             Some(embedded.embedding.clone()),
             k,
             params.rerank,
+            deadline,
         )
         .await?;
         let embedding = params
@@ -251,7 +255,9 @@ pub(crate) async fn search_by_item(
             let path = index.item(id).map(|i| i.path).unwrap_or_default();
             (code, floats, path)
         };
-        let (results, search_ms) = run_search(&state, arm, code, floats, k, params.rerank).await?;
+        let deadline = started + state.config.timeout;
+        let (results, search_ms) =
+            run_search(&state, arm, code, floats, k, params.rerank, deadline).await?;
         let query = if path.is_empty() { key.clone() } else { path };
         let searched = Searched {
             request,

@@ -104,7 +104,8 @@ async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> Api
         )
     })?;
     let arm = state.arm(a);
-    let (embedded, _) = embed_image(state, arm, Upload(bytes.into())).await?;
+    let deadline = std::time::Instant::now() + state.config.timeout;
+    let (embedded, _) = embed_image(state, arm, Upload(bytes.into()), deadline).await?;
     let (hits, _) = run_search(
         state,
         arm,
@@ -112,6 +113,7 @@ async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> Api
         Some(embedded.embedding),
         study.k,
         None,
+        deadline,
     )
     .await?;
     if let Ok(mut l) = study.lists.lock() {

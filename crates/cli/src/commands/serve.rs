@@ -38,6 +38,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let limits = DecodeLimits {
         max_file_bytes: max_body_bytes as u64,
         max_pixels: args.max_megapixels * 1_000_000,
+        max_decoded_bytes: args.max_decoded_mb * 1_000_000,
     };
     let config = ServiceConfig {
         max_body_bytes,

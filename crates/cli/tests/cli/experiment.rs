@@ -274,8 +274,8 @@ fn simulated_users_drive_the_service_and_are_marked_in_the_log() {
     let log = std::fs::read_to_string(t.join("logs/engagement.jsonl")).unwrap();
     let shown = t.join("logs/engagement.impressions.jsonl");
     let shown_text = std::fs::read_to_string(&shown).unwrap();
-    // one compact impression line per search
-    assert_eq!(shown_text.lines().count(), 30);
+    // one compact impression line per search (the 30 uploads and the users' "more like this")
+    assert!(shown_text.lines().count() >= 30);
     assert!(unisight_engagement::read_log(&shown).unwrap().len() > 30 * 5);
     assert!(
         log.lines()

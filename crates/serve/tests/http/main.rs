@@ -178,6 +178,7 @@ fn service_state(
     let limits = DecodeLimits {
         max_file_bytes: max_body_bytes as u64,
         max_pixels: 1_000_000,
+        ..DecodeLimits::default()
     };
     let pool = EmbedPool::start(vec![Box::new(TestEmbedder::new())], 4, limits);
     let arm = Arm::new("default", index, pool, 0, &config).unwrap();
