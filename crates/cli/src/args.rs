@@ -326,6 +326,14 @@ pub struct ServeArgs {
     /// Seconds a whole request, body included, may take before it is answered 408.
     #[arg(long, default_value_t = unisight_serve::DEFAULT_REQUEST_DEADLINE_S)]
     pub request_deadline_s: u64,
+    /// Requests a second each client may make (bursts of twice that; 429 beyond); 0: no
+    /// limit. Health, readiness and metrics are never limited.
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit: u32,
+    /// Key the rate limit by the first X-Forwarded-For address (set this only behind a proxy
+    /// that writes that header).
+    #[arg(long)]
+    pub trust_forwarded_for: bool,
     /// Most connections open at once (more wait unaccepted).
     #[arg(long, default_value_t = unisight_serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,

@@ -53,6 +53,12 @@ pub struct ServiceConfig {
     pub request_deadline: Duration,
     /// Most connections open at once; more wait unaccepted until one closes.
     pub max_connections: usize,
+    /// Requests a second each client may make (bursts of twice that), answered 429 beyond;
+    /// `None`: no limit. Health, readiness and metrics are never limited.
+    pub rate_limit: Option<std::num::NonZeroU32>,
+    /// Key the rate limit by the first `X-Forwarded-For` address (only behind a proxy that
+    /// sets it) instead of the peer's.
+    pub trust_forwarded_for: bool,
     /// Bearer token that add and remove require; `None` turns those routes off.
     pub token: Option<String>,
     /// Hamming candidates per result re-scored by floats when a request asks for re-ranking.
@@ -81,6 +87,8 @@ impl Default for ServiceConfig {
             header_timeout: Duration::from_secs(DEFAULT_HEADER_TIMEOUT_S),
             request_deadline: Duration::from_secs(DEFAULT_REQUEST_DEADLINE_S),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            rate_limit: None,
+            trust_forwarded_for: false,
             token: None,
             rerank_factor: 4,
             search_threads: 1,
@@ -230,6 +238,12 @@ impl AppState {
 pub fn router(state: Arc<AppState>) -> Router {
     let limit = state.config.max_body_bytes;
     let deadline = state.config.request_deadline;
+    let client_limit = state.config.rate_limit.map(|per_second| {
+        Arc::new(crate::layers::ClientLimit::new(
+            per_second,
+            state.config.trust_forwarded_for,
+        ))
+    });
     Router::new()
         .route("/", get(crate::page::index_page))
         .route("/healthz", get(|| async { "ok" }))
@@ -257,6 +271,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(
             deadline,
             crate::layers::request_deadline,
+        ))
+        .layer(middleware::from_fn_with_state(
+            client_limit,
+            crate::layers::rate_limit,
         ))
         .layer(middleware::from_fn(crate::layers::no_sniff))
         .with_state(state)

@@ -1,10 +1,14 @@
 //! What every route gets: a deadline on the whole request, reading its body included (a client
 //! trickling a body would otherwise hold a connection and the partial body for as long as it
-//! likes), and `X-Content-Type-Options: nosniff` on every answer.
+//! likes), an optional per-client rate limit, and `X-Content-Type-Options: nosniff` on every
+//! answer.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -47,4 +51,81 @@ pub(crate) async fn no_sniff(request: Request, next: Next) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     response
+}
+
+/// Clients tracked at once before idle ones are forgotten.
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// A per-client token bucket: `per_second` requests a second with bursts of twice that, keyed by
+/// the peer's address (or, behind a trusted proxy, the first `X-Forwarded-For` address).
+pub struct ClientLimit {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+    trust_forwarded_for: bool,
+}
+
+impl ClientLimit {
+    /// A limit of `per_second` requests a second per client.
+    pub fn new(per_second: NonZeroU32, trust_forwarded_for: bool) -> Self {
+        let burst = per_second.saturating_mul(NonZeroU32::new(2).expect("2 > 0"));
+        ClientLimit {
+            limiter: governor::RateLimiter::keyed(
+                governor::Quota::per_second(per_second).allow_burst(burst),
+            ),
+            trust_forwarded_for,
+        }
+    }
+
+    fn client(&self, request: &Request) -> IpAddr {
+        let forwarded = self
+            .trust_forwarded_for
+            .then(|| request.headers().get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        forwarded
+            .or_else(|| {
+                request
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip())
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+/// Answers `429 rate_limited` with `Retry-After` to a client over its limit; health, readiness
+/// and metrics are never limited (monitoring must see an overloaded service).
+pub(crate) async fn rate_limit(
+    State(limit): State<Option<Arc<ClientLimit>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(limit) = limit else {
+        return next.run(request).await;
+    };
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    if limit.limiter.len() > MAX_TRACKED_CLIENTS {
+        limit.limiter.retain_recent();
+    }
+    match limit.limiter.check_key(&limit.client(&request)) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            use governor::clock::{Clock, DefaultClock};
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this client; retry after the given seconds",
+            )
+            .into_response();
+            let seconds = wait.as_secs() + 1;
+            if let Ok(v) = HeaderValue::from_str(&seconds.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
+        }
+    }
 }

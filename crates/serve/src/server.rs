@@ -10,10 +10,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
 
 use crate::app::{router, AppState};
 
@@ -59,9 +62,9 @@ pub async fn serve_until(
             p = open.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             () = &mut stop => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(connection) => connection,
                 Err(e) => {
                     // out of file descriptors and the like: wait instead of spinning
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -71,7 +74,12 @@ pub async fn serve_until(
             },
             () = &mut stop => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // every request knows its peer (the per-client rate limit's key)
+        let app = app.clone();
+        let service = service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request)
+        });
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
             let _permit = permit;

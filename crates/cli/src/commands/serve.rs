@@ -46,6 +46,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout_s),
         request_deadline: Duration::from_secs(args.request_deadline_s),
         max_connections: args.max_connections,
+        rate_limit: std::num::NonZeroU32::new(args.rate_limit),
+        trust_forwarded_for: args.trust_forwarded_for,
         token: token.clone(),
         image_root: args.image_root,
         search_threads: args

@@ -221,3 +221,63 @@ async fn a_flood_of_searches_neither_grows_memory_past_its_budget_nor_expires_a_
     let line: Value = serde_json::from_str(current.lines().last().unwrap()).unwrap();
     assert_eq!(line["shown"].as_array().map(Vec::len), Some(40), "{line}");
 }
+
+#[tokio::test]
+async fn an_item_image_behind_a_link_out_of_the_image_root_is_never_served() {
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("passwd"), b"root:x:0:0").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("ok.png"), png(&picture(1))).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("passwd"), root.path().join("evil.png"))
+        .unwrap();
+    let config = ServiceConfig {
+        token: Some(TOKEN.into()),
+        image_root: Some(root.path().to_path_buf()),
+        ..ServiceConfig::default()
+    };
+    let (state, _dir, _) = service_state(1, false, config);
+    let app = router(Arc::new(state));
+    let bearer = format!("Bearer {TOKEN}");
+    for (key, path) in [("evil", "evil.png"), ("fine", "ok.png")] {
+        let request = Request::post(format!("/v1/items?key={key}&path={path}"))
+            .header(header::CONTENT_TYPE, "image/png")
+            .header(header::AUTHORIZATION, &bearer)
+            .body(Body::from(png(&picture(9))))
+            .unwrap();
+        let (status, _, json, _) = send(&app, request).await;
+        assert_eq!(status, StatusCode::CREATED, "{json}");
+    }
+    let (status, _, json, body) = send(&app, get("/v1/items/evil/image")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{json}");
+    assert!(!String::from_utf8_lossy(&body).contains("root:x"));
+    assert_error(&json, "outside_root");
+    let (status, _, _, body) = send(&app, get("/v1/items/fine/image")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.starts_with(b"\x89PNG"));
+}
+
+#[tokio::test]
+async fn a_client_over_its_rate_limit_gets_429_and_monitoring_is_never_limited() {
+    let config = ServiceConfig {
+        rate_limit: std::num::NonZeroU32::new(2),
+        ..ServiceConfig::default()
+    };
+    let (state, _dir, _) = service_state(2, false, config);
+    let app = router(Arc::new(state));
+    // a burst of twice the rate passes, the next is refused
+    for _ in 0..4 {
+        let (status, _, json, _) = send(&app, get("/v1/items/item-1")).await;
+        assert_eq!(status, StatusCode::OK, "{json}");
+    }
+    let response = tower::ServiceExt::oneshot(app.clone(), get("/v1/items/item-1"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(response.headers().contains_key(header::RETRY_AFTER));
+    let (_, _, json, _) = send(&app, get("/v1/items/item-1")).await;
+    assert_error(&json, "rate_limited");
+    for uri in ["/healthz", "/readyz", "/metrics"] {
+        let (status, _, _, _) = send(&app, get(uri)).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+}
