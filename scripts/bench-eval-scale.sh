@@ -22,4 +22,4 @@ queries="$OUT/queries-$Q"
 # the report's first paragraph names the search time and the peak memory against the arrays read
 TIMEFORMAT="whole command %0R s"
 time target/release/unisight eval --embeddings "$queries" --gallery "$gallery" --task synthetic \
-  --k 1,10 --examples 0 --out "$OUT/report-$N-$Q" | sed -n '3p;/^| R@1 /p'
+  --k 1,10 --examples 0 --out "$OUT/report-$N-$Q" | sed -n '3p;/queries, .* gallery items/p;/^| Recall@1 /p'
