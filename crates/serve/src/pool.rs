@@ -201,16 +201,21 @@ mod tests {
         0x09, 0x89, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
     ];
 
-    #[test]
-    fn a_worker_that_panics_leaves_nothing_counted_in_flight() {
-        let spec = ModelSpec {
+    /// A model of 4 x 4 inputs and 8 dimensions.
+    fn tiny_spec() -> ModelSpec {
+        ModelSpec {
             architecture: Architecture::EfficientnetLite0,
             input_size: 4,
             preprocess: Preprocess::Tf127,
             trunk_dim: 8,
             dim: 8,
             projection: Projection::Identity,
-        };
+        }
+    }
+
+    #[test]
+    fn a_worker_that_panics_leaves_nothing_counted_in_flight() {
+        let spec = tiny_spec();
         let pool = EmbedPool::start(vec![Box::new(Panics(spec))], 4, DecodeLimits::default());
         let in_flight = pool.in_flight();
         let answer = pool
@@ -252,14 +257,7 @@ mod tests {
 
     #[test]
     fn jobs_whose_requester_left_or_whose_deadline_passed_are_dropped_unprocessed() {
-        let spec = ModelSpec {
-            architecture: Architecture::EfficientnetLite0,
-            input_size: 4,
-            preprocess: Preprocess::Tf127,
-            trunk_dim: 8,
-            dim: 8,
-            projection: Projection::Identity,
-        };
+        let spec = tiny_spec();
         let calls = Arc::new(AtomicUsize::new(0));
         let slow = Slow {
             spec,
