@@ -67,7 +67,8 @@ pub enum Command {
         #[command(subcommand)]
         command: ExperimentCommand,
     },
-    /// Side-by-side relevance studies: reports from the ratings the study page stores.
+    /// Side-by-side relevance studies: reports from the ratings the study page stores, and
+    /// rater tokens.
     Study {
         #[command(subcommand)]
         command: StudyCommand,
@@ -334,6 +335,12 @@ pub struct ServeArgs {
     /// that writes that header).
     #[arg(long)]
     pub trust_forwarded_for: bool,
+    /// A host name requests may be addressed to (the `Host` header, port aside); repeat for
+    /// several, `*` for any. Others are answered 421, so a web page whose DNS name was rebound
+    /// to this address cannot reach the service. Default: the loopback names (`localhost`,
+    /// `127.0.0.1`, `[::1]`) when listening on loopback, any host otherwise.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
     /// Most connections open at once (more wait unaccepted).
     #[arg(long, default_value_t = unisight_serve::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -509,6 +516,16 @@ pub enum StudyCommand {
         /// Also write study.json and study.md here.
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+    /// Add a rater to a study's rater file (the experiment's `[study] raters`; created if
+    /// missing) and print their token once: the file keeps only its SHA-256. With a rater
+    /// file, the study page takes ratings only from token holders, under their names.
+    AddRater {
+        /// Rater file.
+        #[arg(long)]
+        raters: PathBuf,
+        /// The rater's name (no spaces).
+        name: String,
     },
 }
 

@@ -25,4 +25,4 @@ pub mod testing;
 
 pub use embedder::{Embedder, Embeddings, ImageEmbedding};
 pub use error::{Error, Result};
-pub use spec::{Architecture, ModelSpec, Preprocess, Projection};
+pub use spec::{Architecture, ModelSpec, Preprocess, Projection, FEATURE_DIM};

@@ -1,5 +1,8 @@
 use serde::{Deserialize, Serialize};
 
+/// Width of the trunk's pooled features, the same for every EfficientNet-Lite variant.
+pub const FEATURE_DIM: usize = 1280;
+
 /// The trunk architectures unisight can load ImageNet weights for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -69,14 +69,9 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
-    match reader.format() {
-        None => return Err("not a JPEG, PNG or WebP image".into()),
-        // the JPEG decoder fills a cut-off scan with grey instead of failing
-        Some(image::ImageFormat::Jpeg) if !ends_with_jpeg_eoi(bytes) => {
-            return Err("truncated JPEG (no end-of-image marker)".into())
-        }
-        Some(_) => {}
-    }
+    let format = reader
+        .format()
+        .ok_or_else(|| "not a JPEG, PNG or WebP image".to_string())?;
     let mut decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;
@@ -101,17 +96,82 @@ pub fn decode_rgb(bytes: &[u8], limits: &DecodeLimits) -> std::result::Result<Rg
         ));
     }
     let orientation = decoder.orientation().map_err(|e| e.to_string())?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    let mut image = if format == image::ImageFormat::Jpeg {
+        decode_jpeg_strictly(bytes)?
+    } else {
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?
+    };
     image.apply_orientation(orientation);
     Ok(image.into_rgb8())
 }
 
-fn ends_with_jpeg_eoi(bytes: &[u8]) -> bool {
+/// Decodes a JPEG as the `image` crate does (same decoder, same colour conversion), but in the
+/// decoder's strict mode: `image` lets it fill a cut-off scan with grey, so a truncated file
+/// would be embedded as a grey picture.
+///
+/// Strict mode alone does not catch a cut-off file with an end-of-image marker appended: like
+/// libjpeg, the decoder takes any marker inside the scan as the end of its data and decodes the
+/// rest from zero bits. So the final marker is replaced by a few zero bytes (room for the
+/// decoder's read-ahead after a complete scan): a scan that is short of data then runs out, and
+/// strict mode refuses it. A complete scan never reaches them, so its pixels are unchanged.
+fn decode_jpeg_strictly(bytes: &[u8]) -> std::result::Result<DynamicImage, String> {
+    let without_end_marker;
+    let bytes = match final_end_marker(bytes) {
+        Some(at) => {
+            without_end_marker = [&bytes[..at], &[0u8; 8]].concat();
+            &without_end_marker[..]
+        }
+        None => bytes,
+    };
+    use zune_core::bytestream::ZCursor;
+    use zune_core::colorspace::ColorSpace;
+    use zune_core::options::DecoderOptions;
+
+    let cannot = |e: zune_jpeg::errors::DecodeErrors| format!("cannot decode the JPEG: {e}");
+    let options = DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), options);
+    decoder.decode_headers().map_err(cannot)?;
+    let (Some((w, h)), Some(input)) = (decoder.dimensions(), decoder.input_colorspace()) else {
+        return Err("cannot decode the JPEG: no frame header".into());
+    };
+    // what `image` asks for: grey and RGB(A) as they are, every other space as RGB
+    let output = match input {
+        ColorSpace::Luma | ColorSpace::LumaA | ColorSpace::RGB | ColorSpace::RGBA => input,
+        _ => ColorSpace::RGB,
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(output));
+    let pixels = decoder.decode().map_err(|e| match e {
+        zune_jpeg::errors::DecodeErrors::FormatStatic("Premature end of buffer")
+        | zune_jpeg::errors::DecodeErrors::ExhaustedData => {
+            "truncated JPEG: its scan ends before the last row".to_string()
+        }
+        e => cannot(e),
+    })?;
+    let (w, h) = (w as u32, h as u32);
+    let short = || "cannot decode the JPEG: fewer pixels than its size".to_string();
+    Ok(match output {
+        ColorSpace::Luma => {
+            DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        ColorSpace::LumaA => DynamicImage::ImageLumaA8(
+            image::GrayAlphaImage::from_raw(w, h, pixels).ok_or_else(short)?,
+        ),
+        ColorSpace::RGBA => {
+            DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, pixels).ok_or_else(short)?)
+        }
+        _ => DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, pixels).ok_or_else(short)?),
+    })
+}
+
+/// Where the JPEG's final end-of-image marker (`FF D9`, then only zeros or white space) starts.
+fn final_end_marker(bytes: &[u8]) -> Option<usize> {
     let end = bytes
         .iter()
-        .rposition(|&b| b != 0 && !b.is_ascii_whitespace());
-    end.is_some_and(|e| e >= 1 && bytes[e - 1] == 0xff && bytes[e] == 0xd9)
+        .rposition(|&b| b != 0 && !b.is_ascii_whitespace())?;
+    (end >= 1 && bytes[end - 1] == 0xff && bytes[end] == 0xd9).then(|| end - 1)
 }
 
 #[cfg(test)]
@@ -155,13 +215,76 @@ mod tests {
 
     #[test]
     fn truncated_jpeg_is_refused() {
-        let img = RgbImage::from_fn(64, 64, |x, y| image::Rgb([x as u8 * 4, y as u8 * 4, 9]));
+        // large and busy enough that half the file is in the middle of the scan
+        let img = RgbImage::from_fn(256, 256, |x, y| {
+            image::Rgb([((x * 7) ^ (y * 13)) as u8, (x * y) as u8, (x + y * 3) as u8])
+        });
         let mut out = Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
         let jpeg = out.into_inner();
-        assert!(decode_rgb(&jpeg, &DecodeLimits::default()).is_ok());
-        let err = decode_rgb(&jpeg[..jpeg.len() / 2], &DecodeLimits::default()).unwrap_err();
-        assert!(err.contains("truncated"), "{err}");
+        let limits = DecodeLimits::default();
+        // the strict decode gives exactly the pixels `image` gives
+        let decoded = decode_rgb(&jpeg, &limits).unwrap();
+        assert_eq!(decoded, image::load_from_memory(&jpeg).unwrap().into_rgb8());
+        let cut = &jpeg[..jpeg.len() / 2];
+        let err = decode_rgb(cut, &limits).map(|_| ()).unwrap_err();
+        assert!(err.contains("truncated JPEG"), "{err}");
+        // an end-of-image marker appended does not make a cut-off scan whole
+        let patched = [cut, &[0xff, 0xd9]].concat();
+        let err = decode_rgb(&patched, &limits).map(|_| ()).unwrap_err();
+        assert!(err.contains("truncated JPEG"), "{err}");
+        // a complete scan without its end marker, or with zeros after it, still decodes
+        let end = jpeg.len() - 2;
+        assert!(decode_rgb(&jpeg[..end], &limits).unwrap() == decoded);
+        let padded = [&jpeg[..], &[0u8; 5]].concat();
+        assert!(decode_rgb(&padded, &limits).unwrap() == decoded);
+    }
+
+    /// Every `stride`-th JPEG under `dir`, in name order.
+    fn jpegs(dir: &std::path::Path, stride: usize) -> Vec<std::path::PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("jpg"))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found.sort();
+        found.into_iter().step_by(stride).collect()
+    }
+
+    #[test]
+    fn real_photos_decode_strictly_to_the_pixels_image_gives() {
+        let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data");
+        if !data.join("grocery-store/dataset").is_dir() {
+            return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+        }
+        // strict mode must not refuse what real cameras and catalog tools write
+        let photos = jpegs(&data, 10);
+        assert!(photos.len() > 500, "{} photos", photos.len());
+        for path in &photos {
+            let bytes = std::fs::read(path).unwrap();
+            let strict = decode_rgb(&bytes, &DecodeLimits::default())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut lenient = image::load_from_memory(&bytes).unwrap();
+            let orientation = ImageReader::new(Cursor::new(&bytes))
+                .with_guessed_format()
+                .unwrap()
+                .into_decoder()
+                .unwrap()
+                .orientation()
+                .unwrap();
+            lenient.apply_orientation(orientation);
+            assert!(strict == lenient.into_rgb8(), "{}", path.display());
+        }
     }
 
     #[test]

@@ -113,6 +113,9 @@ pub struct StudySettings {
     pub root: Option<PathBuf>,
     /// Ratings file (JSON Lines, appended and synced per rating).
     pub ratings: PathBuf,
+    /// Rater file (`unisight study add-rater`): when given, only raters presenting one of its
+    /// tokens may rate, under the name it lists; without it any rater id is taken as given.
+    pub raters: Option<PathBuf>,
     /// Results shown per side.
     #[serde(default = "default_study_k")]
     pub k: usize,
@@ -170,6 +173,9 @@ impl ExperimentConfig {
         if let Some(study) = &mut config.study {
             fix(&mut study.queries);
             fix(&mut study.ratings);
+            if let Some(raters) = &mut study.raters {
+                fix(raters);
+            }
             if let Some(root) = &mut study.root {
                 fix(root);
             }

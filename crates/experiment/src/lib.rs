@@ -8,11 +8,13 @@
 
 pub mod config;
 mod error;
+pub mod raters;
 pub mod report;
 pub mod stats;
 pub mod study;
 
 pub use config::{Assignment, ExperimentConfig};
 pub use error::{Error, Result};
+pub use raters::{add_rater, RaterTokens};
 pub use report::{experiment_report, ExperimentReport};
 pub use study::{study_report, Rating, RatingsFile, StudyReport};

@@ -1,4 +1,4 @@
-//! Seeds for the cargo-fuzz targets of `crates/index/fuzz`: builds two small real indexes with
+//! Seeds for the cargo-fuzz targets of `fuzz/`: builds two small real indexes with
 //! the library (one with keys, f16 floats, two segments and a tombstone; one without keys) and
 //! writes their segment files (also as odd-first-byte bodies, for which the `segment` target
 //! adds a valid footer) and the manifest as corpus inputs. The first index also stays in

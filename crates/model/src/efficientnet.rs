@@ -16,8 +16,7 @@ use crate::Result;
 
 /// Batch-norm epsilon of the TF checkpoints.
 pub const BN_EPSILON: f64 = 1e-3;
-/// Width of the pooled features.
-pub const FEATURE_DIM: usize = 1280;
+pub use unisight_core::FEATURE_DIM;
 
 /// (repeats, stride of the first block) per stage.
 pub fn stages(arch: Architecture) -> [(usize, usize); 7] {

@@ -59,6 +59,11 @@ pub struct ServiceConfig {
     /// Key the rate limit by the first `X-Forwarded-For` address (only behind a proxy that
     /// sets it) instead of the peer's.
     pub trust_forwarded_for: bool,
+    /// Host names (without port) a request's `Host` header may carry, compared without case;
+    /// others are answered `421 misdirected_host`, so a web page whose DNS name was rebound to
+    /// this address cannot talk to the service from a browser. `None`: any host (a service
+    /// behind a proxy that checks it). See [`crate::HostCheck::loopback`].
+    pub allowed_hosts: Option<crate::layers::HostCheck>,
     /// Bearer token that add and remove require; `None` turns those routes off.
     pub token: Option<String>,
     /// Hamming candidates per result re-scored by floats when a request asks for re-ranking.
@@ -89,6 +94,7 @@ impl Default for ServiceConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             rate_limit: None,
             trust_forwarded_for: false,
+            allowed_hosts: None,
             token: None,
             rerank_factor: 4,
             search_threads: 1,
@@ -275,6 +281,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(middleware::from_fn_with_state(
             client_limit,
             crate::layers::rate_limit,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.config.allowed_hosts.clone().map(Arc::new),
+            crate::layers::host_check,
         ))
         .layer(middleware::from_fn(crate::layers::no_sniff))
         .with_state(state)

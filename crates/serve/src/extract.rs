@@ -4,13 +4,23 @@
 
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
 use crate::app::{ApiError, ApiResult};
 
 /// Longest item key, in bytes.
 pub(crate) const MAX_KEY_BYTES: usize = 1024;
+
+/// The token of an `Authorization: Bearer TOKEN` header (the scheme matched without case).
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+}
 
 /// A query string, refused as `400 bad_query` JSON when it does not parse.
 pub struct ApiQuery<T>(pub T);

@@ -60,12 +60,7 @@ pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> ApiResult<()> 
             "no token is configured, so adding and removing items is off",
         ));
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim());
+    let given = crate::extract::bearer_token(headers);
     // SHA-256 digests compared in constant time: neither the token's length nor its bytes
     // show in how long a refusal takes
     let ok = given.is_some_and(|g| {

@@ -1,7 +1,7 @@
 //! What every route gets: a deadline on the whole request, reading its body included (a client
 //! trickling a body would otherwise hold a connection and the partial body for as long as it
-//! likes), an optional per-client rate limit, and `X-Content-Type-Options: nosniff` on every
-//! answer.
+//! likes), an optional per-client rate limit, a check of the `Host` header, and
+//! `X-Content-Type-Options: nosniff` on every answer.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;
@@ -127,5 +127,93 @@ pub(crate) async fn rate_limit(
             }
             response
         }
+    }
+}
+
+/// The host names a request may be addressed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostCheck {
+    names: Vec<String>,
+}
+
+impl HostCheck {
+    /// Exactly these names (`search.example.com`, `10.0.0.7`, `[::1]`), without ports.
+    pub fn new(names: impl IntoIterator<Item = String>) -> Self {
+        HostCheck {
+            names: names.into_iter().map(|n| n.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// The names of this machine's loopback address: what a browser on it sends to a service
+    /// bound to 127.0.0.1 (and what a rebound DNS name never is).
+    pub fn loopback() -> Self {
+        Self::new(["localhost", "127.0.0.1", "[::1]"].map(String::from))
+    }
+
+    /// Whether a `Host` header value (name, optionally `:port`) is one of the names.
+    pub fn allows(&self, host: &str) -> bool {
+        let name = match host.strip_prefix('[') {
+            // an IPv6 literal: `[::1]` or `[::1]:8080`
+            Some(rest) => rest
+                .split_once(']')
+                .map_or(host, |(inside, _)| &host[..inside.len() + 2]),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Answers `421 misdirected_host` to a request whose `Host` header names a host outside the
+/// allowed list (DNS rebinding: a page of another site whose name now resolves here). A request
+/// without the header (HTTP/1.0 tools) passes.
+pub(crate) async fn host_check(
+    State(check): State<Option<Arc<HostCheck>>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|v| v.to_str().unwrap_or(""));
+    match (check, host) {
+        (Some(check), Some(host)) if !check.allows(host) => ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_host",
+            "this service does not answer for that host name (see `unisight serve --allowed-host`)",
+        )
+        .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HostCheck;
+
+    #[test]
+    fn host_names_are_compared_without_port_and_case() {
+        let check = HostCheck::loopback();
+        for ok in [
+            "localhost",
+            "LocalHost:8080",
+            "127.0.0.1:9",
+            "[::1]",
+            "[::1]:8080",
+        ] {
+            assert!(check.allows(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8080",
+            "127.0.0.2",
+            "localhost.evil.example",
+            "[::2]:80",
+            "",
+            "[",
+        ] {
+            assert!(!check.allows(bad), "{bad}");
+        }
+        let named = HostCheck::new(["search.example.com".to_string()]);
+        assert!(named.allows("Search.Example.com:443") && !named.allows("localhost"));
     }
 }

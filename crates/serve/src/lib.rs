@@ -30,4 +30,5 @@ pub use app::{
     DEFAULT_REQUEST_DEADLINE_S, DEFAULT_TIMEOUT_S,
 };
 pub use engagement::DEFAULT_REMEMBER_BYTES;
+pub use layers::HostCheck;
 pub use server::{serve, serve_blocking, serve_until, DRAIN};

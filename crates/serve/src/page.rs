@@ -158,7 +158,8 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 .hint { font-size: 12px; color: #555; }
 </style></head><body>
 <h1>Which results fit the photo better?</h1>
-<p><label>Your rater id <input id="rater" size="16"></label> <button id="start">start</button>
+<p><label>Your rater id <input id="rater" size="16"></label>
+<label>or your rater token <input id="token" type="password" size="34" autocomplete="off"></label> <button id="start">start</button>
 <span id="status"></span></p>
 <div id="trial" hidden>
 <div id="query"></div><p id="task"></p>
@@ -170,6 +171,10 @@ body{font-family:sans-serif;margin:1.5em;color:#222}
 const $ = (id) => document.getElementById(id);
 let current = null;
 $("rater").value = localStorage.getItem("unisight-rater") || "";
+$("token").value = sessionStorage.getItem("unisight-rater-token") || "";
+// a study with rater tokens takes the rater from the token; the id is then optional
+function auth() { const t = $("token").value.trim(); return t ? {"Authorization": `Bearer ${t}`} : {}; }
+function raterParam() { const r = $("rater").value.trim(); return r ? `?rater=${encodeURIComponent(r)}` : ""; }
 function fill(list, hits) {
   list.innerHTML = "";
   for (const hit of hits) {
@@ -182,11 +187,12 @@ function fill(list, hits) {
 }
 function marks(list) { return Array.from(list.querySelectorAll("input"), (b) => b.checked); }
 async function next() {
-  const rater = $("rater").value.trim();
-  if (!rater) { $("status").textContent = "enter a rater id"; return; }
+  const rater = $("rater").value.trim(), token = $("token").value.trim();
+  if (!rater && !token) { $("status").textContent = "enter a rater id or token"; return; }
   localStorage.setItem("unisight-rater", rater);
+  sessionStorage.setItem("unisight-rater-token", token);
   $("status").className = ""; $("status").textContent = "loading…";
-  const res = await fetch(`/v1/study/next?rater=${encodeURIComponent(rater)}`);
+  const res = await fetch(`/v1/study/next${raterParam()}`, {headers: auth()});
   const data = await res.json().catch(() => ({reason: res.statusText}));
   if (!res.ok) { $("status").className = "error"; $("status").textContent = `${res.status}: ${data.reason}`; return; }
   if (data.done) { $("trial").hidden = true; $("status").textContent = `done: all ${data.queries} queries rated, thank you`; return; }
@@ -197,9 +203,9 @@ async function next() {
   $("trial").hidden = false; $("status").textContent = `${data.remaining} left to rate`;
 }
 async function rate(choice) {
-  const body = {rater: $("rater").value.trim(), trial: current.trial, choice,
-    relevant_left: marks($("left")), relevant_right: marks($("right"))};
-  const res = await fetch("/v1/study/ratings", {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)});
+  const body = {trial: current.trial, choice, relevant_left: marks($("left")), relevant_right: marks($("right"))};
+  if ($("rater").value.trim()) body.rater = $("rater").value.trim();
+  const res = await fetch("/v1/study/ratings", {method: "POST", headers: {"Content-Type": "application/json", ...auth()}, body: JSON.stringify(body)});
   if (!res.ok && res.status !== 409) { const d = await res.json().catch(() => ({})); $("status").className = "error"; $("status").textContent = `${res.status}: ${d.reason}`; return; }
   next();
 }

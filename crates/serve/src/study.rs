@@ -1,18 +1,20 @@
 //! The side-by-side relevance study: `GET /v1/study/next` gives a rater the next query with two
 //! result lists (two arms, sides shuffled by a hash of rater and query, arm names hidden),
-//! `POST /v1/study/ratings` stores the rater's choice durably before answering.
+//! `POST /v1/study/ratings` stores the rater's choice durably before answering. A study with a
+//! rater file takes the rater from the token presented (`Authorization: Bearer TOKEN`), not from
+//! a name the client chooses.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use unisight_experiment::study::{first_arm_on_left, trial_order, Choice, StudyQuery};
-use unisight_experiment::{Rating, RatingsFile};
+use unisight_experiment::{RaterTokens, Rating, RatingsFile};
 
 use crate::app::{ApiError, ApiResult, AppState};
 use crate::extract::{ApiPath, ApiQuery};
@@ -27,18 +29,22 @@ pub struct Study {
     queries: Vec<StudyQuery>,
     k: usize,
     ratings: RatingsFile,
+    /// Who may rate; `None`: anyone, under the rater id they give.
+    raters: Option<RaterTokens>,
     /// (trial, arm index) -> results, so each list is computed once.
     lists: Mutex<HashMap<(usize, usize), Vec<Hit>>>,
 }
 
 impl Study {
-    /// A study of `arms` (names of the service's arms) over `queries`, `k` results a side.
+    /// A study of `arms` (names of the service's arms) over `queries`, `k` results a side;
+    /// with `raters`, only the holders of its tokens may rate.
     pub fn new(
         salt: String,
         arms: [String; 2],
         queries: Vec<StudyQuery>,
         k: usize,
         ratings: RatingsFile,
+        raters: Option<RaterTokens>,
     ) -> Self {
         Study {
             salt,
@@ -46,6 +52,7 @@ impl Study {
             queries,
             k,
             ratings,
+            raters,
             lists: Mutex::new(HashMap::new()),
         }
     }
@@ -61,7 +68,43 @@ fn study_of(state: &AppState) -> ApiResult<&Study> {
     })
 }
 
-fn rater_id(state: &AppState, rater: &str) -> ApiResult<String> {
+/// The opaque id a rating is stored under: of the token's rater when the study has a rater
+/// file (401 without a known token; 403 when a `rater` given differs), else of the id given.
+fn rater_id(
+    state: &AppState,
+    study: &Study,
+    headers: &HeaderMap,
+    given: Option<&str>,
+) -> ApiResult<String> {
+    let rater = match &study.raters {
+        Some(raters) => {
+            let name = crate::extract::bearer_token(headers)
+                .and_then(|t| raters.rater_of(t))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "rater_token",
+                        "this study needs a rater token (Authorization: Bearer TOKEN, from \
+                         `unisight study add-rater`)",
+                    )
+                })?;
+            if given.is_some_and(|g| g != name) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "rater_mismatch",
+                    "the rater id given is not the token's rater",
+                ));
+            }
+            name
+        }
+        None => given.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_rater",
+                "a rater id is required",
+            )
+        })?,
+    };
     if rater.is_empty() || rater.len() > 128 {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -75,7 +118,8 @@ fn rater_id(state: &AppState, rater: &str) -> ApiResult<String> {
 /// Query of `GET /v1/study/next`.
 #[derive(Debug, Deserialize)]
 pub struct NextParams {
-    rater: String,
+    /// The rater's id (optional with rater tokens, which name the rater).
+    rater: Option<String>,
 }
 
 async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> ApiResult<Vec<Hit>> {
@@ -125,12 +169,13 @@ async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> Api
 /// `GET /v1/study/next?rater=R`: the rater's next unrated query, or `{"done": true}`.
 pub async fn next_trial(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     ApiQuery(params): ApiQuery<NextParams>,
 ) -> Response {
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let study = study_of(&state)?;
-        let rater = rater_id(&state, &params.rater)?;
+        let rater = rater_id(&state, study, &headers, params.rater.as_deref())?;
         let order = trial_order(&study.salt, &rater, study.queries.len());
         let left_to_rate: Vec<usize> = order
             .into_iter()
@@ -215,7 +260,8 @@ pub async fn query_image(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RatingBody {
-    rater: String,
+    #[serde(default)]
+    rater: Option<String>,
     trial: usize,
     choice: Choice,
     #[serde(default)]
@@ -228,6 +274,7 @@ pub struct RatingBody {
 /// query by the same rater answers 409.
 pub async fn post_rating(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Json<RatingBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let started = Instant::now();
@@ -235,7 +282,7 @@ pub async fn post_rating(
         let Json(body) =
             body.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_body", e.body_text()))?;
         let study = study_of(&state)?;
-        let rater = rater_id(&state, &body.rater)?;
+        let rater = rater_id(&state, study, &headers, body.rater.as_deref())?;
         let Some(query) = study.queries.get(body.trial) else {
             return Err(ApiError::new(
                 StatusCode::NOT_FOUND,

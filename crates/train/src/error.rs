@@ -14,6 +14,9 @@ pub enum Error {
     /// A dataset that cannot be read; `what` names the file and line.
     #[error("{0}")]
     Data(String),
+    /// A task file that cannot be read or a dataset it names that cannot be listed.
+    #[error(transparent)]
+    Task(#[from] unisight_task::Error),
     /// Model weights or files.
     #[error(transparent)]
     Model(#[from] unisight_model::Error),

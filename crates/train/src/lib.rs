@@ -5,7 +5,8 @@
 //!   one proxy bank per task);
 //! - [`loss`]: the normalized-softmax loss with proxy subsampling; [`sparse`]: proxy banks
 //!   updated row by row when they are too large for a dense optimizer;
-//! - [`config`]: the task file; [`plan`]: training images, tasks and the multi-task sampler;
+//! - [`config`]: the task file (its own crate, `unisight-task`, so that tools and fuzzers read
+//!   it without the ML stack); [`plan`]: training images, tasks and the multi-task sampler;
 //! - [`cache`]: trunk maps of the frozen front, computed once by ONNX Runtime;
 //! - [`trainer`]: the run itself (checkpoints, resume, validation, the model file);
 //!   [`plot`]: its charts;
@@ -14,7 +15,7 @@
 #![deny(missing_docs)]
 
 pub mod cache;
-pub mod config;
+pub use unisight_task as config;
 mod error;
 pub mod loss;
 pub mod network;

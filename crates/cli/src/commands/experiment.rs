@@ -29,6 +29,15 @@ pub fn run_study(command: StudyCommand) -> Result<()> {
             let arms = arms.map(|a| [a[0].clone(), a[1].clone()]);
             report_study(&ratings, arms, out.as_deref())
         }
+        StudyCommand::AddRater { raters, name } => {
+            let token = unisight_experiment::add_rater(&raters, &name)?;
+            eprintln!(
+                "added rater `{name}` to {}; their token (shown only now):",
+                raters.display()
+            );
+            println!("{token}");
+            Ok(())
+        }
     }
 }
 

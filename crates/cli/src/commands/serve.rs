@@ -10,11 +10,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use unisight_data::decode::DecodeLimits;
 use unisight_engagement::{EventLog, LogOptions};
 use unisight_experiment::study::read_queries;
-use unisight_experiment::{ExperimentConfig, RatingsFile};
+use unisight_experiment::{ExperimentConfig, RaterTokens, RatingsFile};
 use unisight_index::Index;
 use unisight_serve::pool::EmbedPool;
 use unisight_serve::study::Study;
-use unisight_serve::{AppState, Arm, ServiceConfig};
+use unisight_serve::{AppState, Arm, HostCheck, ServiceConfig};
 
 use crate::args::ServeArgs;
 use crate::embedder::{load_model, make_embedder, Backend};
@@ -48,6 +48,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_connections: args.max_connections,
         rate_limit: std::num::NonZeroU32::new(args.rate_limit),
         trust_forwarded_for: args.trust_forwarded_for,
+        allowed_hosts: allowed_hosts(&args.allowed_hosts, args.addr),
         token: token.clone(),
         image_root: args.image_root,
         search_threads: args
@@ -191,12 +192,21 @@ fn experiment_state(
             old.len(),
             study.ratings.display()
         );
+        let raters = study.raters.as_deref().map(RaterTokens::read).transpose()?;
+        match &raters {
+            Some(r) => eprintln!("study: {} raters with tokens", r.len()),
+            None => eprintln!(
+                "note: the study takes ratings under any rater id; name a rater file \
+                 ([study] raters, `unisight study add-rater`) to accept token holders only"
+            ),
+        }
         state = state.with_study(Study::new(
             experiment.salt(),
             study.arms.clone(),
             queries,
             study.k,
             ratings,
+            raters,
         ));
     }
     Ok(state)
@@ -219,4 +229,22 @@ fn open_log(dir: &Path, stem: &str, rotate_mib: u64, keep_files: usize) -> Resul
         );
     }
     Ok(log)
+}
+
+/// The `Host` check of `--allowed-host`: the names given (`*`: none), else the loopback names
+/// on a loopback address, else none (a public service usually sits behind a proxy that checks).
+fn allowed_hosts(names: &[String], addr: std::net::SocketAddr) -> Option<HostCheck> {
+    if names.iter().any(|n| n == "*") {
+        None
+    } else if !names.is_empty() {
+        Some(HostCheck::new(names.iter().cloned()))
+    } else if addr.ip().is_loopback() {
+        Some(HostCheck::loopback())
+    } else {
+        eprintln!(
+            "note: listening on {addr} with any Host header accepted; name the service's host \
+             names with --allowed-host to refuse requests addressed elsewhere"
+        );
+        None
+    }
 }

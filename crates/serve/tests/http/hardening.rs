@@ -281,3 +281,34 @@ async fn a_client_over_its_rate_limit_gets_429_and_monitoring_is_never_limited()
         assert_eq!(status, StatusCode::OK, "{uri}");
     }
 }
+
+#[tokio::test]
+async fn a_request_addressed_to_another_host_name_is_refused() {
+    let config = ServiceConfig {
+        allowed_hosts: Some(unisight_serve::HostCheck::loopback()),
+        ..ServiceConfig::default()
+    };
+    let (state, _dir, _) = service_state(2, false, config);
+    let app = router(Arc::new(state));
+    let with_host = |host: &str| {
+        Request::get("/v1/items/item-1")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    // what a browser sends after a DNS name of another site was rebound to 127.0.0.1
+    for host in [
+        "evil.example:8080",
+        "evil.example",
+        "127.0.0.1.evil.example",
+    ] {
+        let (status, kind, json, _) = send(&app, with_host(host)).await;
+        assert_eq!(status, StatusCode::MISDIRECTED_REQUEST, "{host}: {json}");
+        assert!(kind.starts_with("application/json"), "{kind}");
+        assert_error(&json, "misdirected_host");
+    }
+    for host in ["127.0.0.1:8080", "localhost:8080", "[::1]:8080"] {
+        let (status, _, json, _) = send(&app, with_host(host)).await;
+        assert_eq!(status, StatusCode::OK, "{host}: {json}");
+    }
+}

@@ -6,6 +6,7 @@
 
 mod connections;
 mod hardening;
+mod study;
 
 use std::io::Cursor;
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 //! search answers without a crash.
 #![no_main]
 
+mod scratch;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -17,7 +19,7 @@ fn fixture_dir() -> &'static PathBuf {
     DIR.get_or_init(|| {
         let source = std::env::var_os("UNISIGHT_FUZZ_FIXTURE")
             .map_or_else(|| PathBuf::from("corpus/fixture"), PathBuf::from);
-        let dir = std::env::temp_dir().join(format!("unisight-fuzz-{}", std::process::id()));
+        let dir = scratch::dir().join("index");
         std::fs::create_dir_all(&dir).expect("create the fuzz index folder");
         let entries = std::fs::read_dir(&source).unwrap_or_else(|e| {
             panic!(

@@ -3,27 +3,10 @@
 //! behind the CRC. An accepted segment has every accessor exercised on every row.
 #![no_main]
 
-use std::io::Write;
-
-use std::path::PathBuf;
-use std::sync::OnceLock;
+mod scratch;
 
 use libfuzzer_sys::fuzz_target;
 use unisight_index::Segment;
-
-/// One file per fuzzing process, rewritten for every input (in memory where /dev/shm exists).
-fn scratch_file() -> &'static PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let shm = std::path::Path::new("/dev/shm");
-        let dir = if shm.is_dir() {
-            shm.to_path_buf()
-        } else {
-            std::env::temp_dir()
-        };
-        dir.join(format!("unisight-fuzz-segment-{}.usg", std::process::id()))
-    })
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut bytes = Vec::with_capacity(data.len() + 24);
@@ -37,11 +20,8 @@ fuzz_target!(|data: &[u8]| {
         }
         _ => bytes.extend_from_slice(data),
     }
-    let path = scratch_file();
-    std::fs::File::create(path)
-        .and_then(|mut f| f.write_all(&bytes))
-        .expect("write the scratch segment");
-    if let Ok(segment) = Segment::open(path) {
+    let path = scratch::write("segment.usg", &bytes);
+    if let Ok(segment) = Segment::open(&path) {
         let mut sum = 0u64;
         for row in 0..segment.rows() {
             sum = sum.wrapping_add(segment.ids()[row]);

@@ -23,8 +23,12 @@
 //! gallery = "grocery:iconic"
 //! ```
 
+#![deny(missing_docs)]
+
 mod check;
+mod error;
 mod overrides;
+mod train_from;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,8 +37,8 @@ use serde::{Deserialize, Serialize};
 use unisight_core::Architecture;
 use unisight_data::datasets::DatasetKind;
 
-use crate::network::TrainFrom;
-use crate::{Error, Result};
+pub use error::{Error, Result};
+pub use train_from::TrainFrom;
 
 /// The whole task file.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,5 +1,5 @@
 //! `unisight train --set KEY=VALUE`: overrides applied to a task file's TOML before it is read
-//! as a [`crate::config::TrainConfig`], so a script or a sweep changes a key without editing the
+//! as a [`crate::TrainConfig`], so a script or a sweep changes a key without editing the
 //! file.
 
 /// Sets `KEY=VALUE` (a dotted table path) in `table`, creating missing tables.
@@ -32,7 +32,7 @@ pub(crate) fn apply(table: &mut toml::Table, assignment: &str) -> std::result::R
 mod tests {
     use std::path::PathBuf;
 
-    use crate::config::TrainConfig;
+    use crate::TrainConfig;
 
     const TASKS: &str = r#"
 seed = 3

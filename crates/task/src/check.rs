@@ -48,9 +48,7 @@ impl TrainConfig {
         }
         let m = &self.model;
         require(
-            m.dim > 0
-                && m.dim.is_multiple_of(64)
-                && m.dim <= unisight_model::efficientnet::FEATURE_DIM,
+            m.dim > 0 && m.dim.is_multiple_of(64) && m.dim <= unisight_core::FEATURE_DIM,
             "model.dim",
             m.dim,
             "a multiple of 64 up to 1280",
@@ -311,7 +309,7 @@ impl TrainConfig {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::TrainConfig;
+    use crate::TrainConfig;
 
     const TASKS: &str = r#"
 [train]
