@@ -13,4 +13,9 @@ if cargo tree -p unisight-index -e normal | grep -E -q '^.*(burn|ort|image|tokio
   echo "unisight-index depends on burn, ort, image or tokio" >&2
   exit 1
 fi
+# the task file's crate must stay free of the ML stack (its fuzzer and tools read it cheaply)
+if cargo tree -p unisight-task -e normal | grep -E -q '^.*(burn|ort) v'; then
+  echo "unisight-task depends on burn or ort" >&2
+  exit 1
+fi
 echo "all tests passed"
