@@ -92,6 +92,11 @@ pub struct EmbedArgs {
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Embed only shard I of N (`0/4` .. `3/4`): the items whose id hashes to I, so N runs
+    /// (on N machines) split a catalog without overlap; `index build --from` takes all their
+    /// folders at once.
+    #[arg(long, value_name = "I/N", value_parser = unisight_core::shard::Shard::parse)]
+    pub shard: Option<unisight_core::shard::Shard>,
     /// Images per inference call.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
@@ -533,9 +538,10 @@ pub enum StudyCommand {
 pub enum IndexCommand {
     /// Create an index from an embedding folder (`unisight embed` output).
     Build {
-        /// Embedding folder.
-        #[arg(long)]
-        from: PathBuf,
+        /// Embedding folder; repeat to merge several (the shards of `embed --shard`, or
+        /// parts of one catalog embedded by the same model): every item exactly once.
+        #[arg(long, required = true)]
+        from: Vec<PathBuf>,
         /// Index folder to create.
         #[arg(long)]
         out: PathBuf,

@@ -37,6 +37,46 @@ pub struct ItemRecord {
     pub label: Option<String>,
 }
 
+/// An image that was skipped, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// Input id.
+    pub id: String,
+    /// Path as given.
+    pub path: String,
+    /// One-line reason.
+    pub reason: String,
+}
+
+/// What an embedding run did: the folder's `meta.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EmbedMeta {
+    /// Model id.
+    pub model: String,
+    /// Backend that ran inference.
+    pub backend: String,
+    /// Embedding dimension.
+    pub dim: usize,
+    /// Seconds since the Unix epoch when the run finished.
+    pub finished_unix: u64,
+    /// Images listed.
+    pub inputs: usize,
+    /// Images embedded.
+    pub embedded: usize,
+    /// Images skipped.
+    pub failed: usize,
+    /// Chunks reused from an earlier, interrupted run.
+    pub resumed_chunks: usize,
+    /// Images per second of this run (decode to files, excluding resumed chunks).
+    pub images_per_second: f64,
+    /// The skipped images and why.
+    pub failures: Vec<Failure>,
+    /// The share of a catalog this folder holds (`unisight embed --shard I/N`); none: all of
+    /// its inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<crate::shard::Shard>,
+}
+
 /// Writes a row-major matrix as `.npy` atomically.
 ///
 /// # Errors
@@ -218,6 +258,40 @@ pub struct EmbeddingSet {
 }
 
 impl EmbeddingSet {
+    /// Loads a folder that must be complete (its `meta.json` written, no `.partial/` left by a
+    /// killed run), with what its `meta.json` says: the check before folders are merged.
+    ///
+    /// # Errors
+    /// [`Error::Malformed`] for an incomplete folder or an unreadable `meta.json`; as
+    /// [`EmbeddingSet::load`].
+    pub fn load_complete(dir: &Path) -> Result<(EmbeddingSet, EmbedMeta)> {
+        let meta_path = dir.join(META_FILE);
+        if dir.join(".partial").exists() || !meta_path.exists() {
+            return Err(Error::malformed(
+                dir,
+                "incomplete: `unisight embed` did not finish here (no meta.json, or a \
+                 .partial/ folder); re-run it to resume",
+            ));
+        }
+        let bytes = std::fs::read(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
+        let meta: EmbedMeta = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::malformed(&meta_path, e.to_string()))?;
+        let set = EmbeddingSet::load(dir)?;
+        if set.dim != meta.dim || set.len() != meta.embedded {
+            return Err(Error::malformed(
+                &meta_path,
+                format!(
+                    "says {} items of D = {}, the folder holds {} of D = {}",
+                    meta.embedded,
+                    meta.dim,
+                    set.len(),
+                    set.dim
+                ),
+            ));
+        }
+        Ok((set, meta))
+    }
+
     /// Loads `dir/{embeddings.npy, codes.npy, items.jsonl}`.
     ///
     /// # Errors

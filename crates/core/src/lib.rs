@@ -7,7 +7,8 @@
 //! - [`Embedder`]: the one trait that turns preprocessed pixels into embeddings, implemented by
 //!   ONNX Runtime (`unisight-embed`) and burn (`unisight-model`);
 //! - [`atomic`]: the temp-file, fsync, rename, fsync-dir helper every writer uses;
-//! - [`artifacts`]: the embedding folder (`embeddings.npy`, `codes.npy`, `items.jsonl`, `meta.json`).
+//! - [`artifacts`]: the embedding folder (`embeddings.npy`, `codes.npy`, `items.jsonl`, `meta.json`);
+//! - [`shard`]: a catalog split over machines, and the check before the shards are merged.
 //!
 //! ```
 //! let code = unisight_core::code::pack_signs(&[0.5, -1.0, 0.0, 2.0, 1.0, -3.0, 4.0, 0.1]);
@@ -20,6 +21,7 @@ pub mod atomic;
 pub mod code;
 mod embedder;
 mod error;
+pub mod shard;
 mod spec;
 pub mod testing;
 

@@ -13,4 +13,5 @@ mod pipeline;
 
 pub use error::{Error, Result};
 pub use ort_embedder::{init_onnxruntime, OrtEmbedder};
-pub use pipeline::{run, EmbedOptions, Failure, Summary};
+pub use pipeline::{run, EmbedOptions};
+pub use unisight_core::artifacts::{EmbedMeta, Failure};

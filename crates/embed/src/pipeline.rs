@@ -15,11 +15,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use unisight_core::artifacts::{
-    read_npy, write_items, write_npy, ItemRecord, CODES_FILE, EMBEDDINGS_FILE, ITEMS_FILE,
-    META_FILE,
+    read_npy, write_items, write_npy, EmbedMeta, Failure, ItemRecord, CODES_FILE, EMBEDDINGS_FILE,
+    ITEMS_FILE, META_FILE,
 };
 use unisight_core::atomic::atomic_write_bytes;
 use unisight_core::code::pack_signs_into;
+use unisight_core::shard::Shard;
 use unisight_core::Embedder;
 use unisight_data::decode::{load_rgb, DecodeLimits};
 use unisight_data::preprocess::to_input;
@@ -40,42 +41,9 @@ pub struct EmbedOptions {
     pub model_id: String,
     /// Show a progress bar.
     pub progress: bool,
-}
-
-/// An image that was skipped, with the reason.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failure {
-    /// Input id.
-    pub id: String,
-    /// Path as given.
-    pub path: String,
-    /// One-line reason.
-    pub reason: String,
-}
-
-/// What a run did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Summary {
-    /// Model id.
-    pub model: String,
-    /// Backend that ran inference.
-    pub backend: String,
-    /// Embedding dimension.
-    pub dim: usize,
-    /// Seconds since the Unix epoch when the run finished.
-    pub finished_unix: u64,
-    /// Images listed.
-    pub inputs: usize,
-    /// Images embedded.
-    pub embedded: usize,
-    /// Images skipped.
-    pub failed: usize,
-    /// Chunks reused from an earlier, interrupted run.
-    pub resumed_chunks: usize,
-    /// Images per second of this run (decode to files, excluding resumed chunks).
-    pub images_per_second: f64,
-    /// The skipped images and why.
-    pub failures: Vec<Failure>,
+    /// The share of a catalog the inputs are (recorded in `meta.json`, so that the shards'
+    /// folders can be checked when they are merged into one index).
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -105,7 +73,7 @@ pub fn run(
     embedder: &mut dyn Embedder,
     out: &Path,
     options: &EmbedOptions,
-) -> Result<Summary> {
+) -> Result<EmbedMeta> {
     let started = Instant::now();
     let spec = embedder.spec().clone();
     let partial = out.join(".partial");
@@ -296,7 +264,7 @@ pub fn run(
     write_npy(&out.join(CODES_FILE), n, code_bytes, &codes)?;
     write_items(&out.join(ITEMS_FILE), &items)?;
     let elapsed = started.elapsed().as_secs_f64();
-    let summary = Summary {
+    let summary = EmbedMeta {
         model: options.model_id.clone(),
         backend: embedder.backend().into(),
         dim: spec.dim,
@@ -313,6 +281,7 @@ pub fn run(
             0.0
         },
         failures,
+        shard: options.shard,
     };
     atomic_write_bytes(
         &out.join(META_FILE),

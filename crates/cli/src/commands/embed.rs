@@ -9,9 +9,14 @@ use crate::embedder::{load_model, make_embedder};
 
 /// Runs `unisight embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
-    let inputs = unisight_data::sources::list_inputs(&args.input, args.root.as_deref())?;
+    let mut inputs = unisight_data::sources::list_inputs(&args.input, args.root.as_deref())?;
     if inputs.is_empty() {
         bail!("{}: no images found", args.input.display());
+    }
+    if let Some(shard) = args.shard {
+        let all = inputs.len();
+        inputs.retain(|input| shard.contains(&input.id));
+        eprintln!("shard {shard}: {} of {all} images", inputs.len());
     }
     let (model, model_id) = load_model(args.model.as_deref())?;
     let mut embedder = make_embedder(model, &model_id, args.backend, args.threads)?;
@@ -27,6 +32,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         limits: DecodeLimits::default(),
         model_id,
         progress: true,
+        shard: args.shard,
     };
     let summary = unisight_embed::run(&inputs, embedder.as_mut(), &args.out, &options)?;
     eprintln!(

@@ -68,6 +68,7 @@ pub fn run(args: SimulateEngagementArgs) -> Result<()> {
         limits: DecodeLimits::default(),
         model_id,
         progress: true,
+        shard: None,
     };
     unisight_embed::run(&inputs, embedder.as_mut(), &emb_dir, &options)?;
     let embedded = EmbeddingSet::load(&emb_dir)?;

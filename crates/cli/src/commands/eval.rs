@@ -320,6 +320,7 @@ fn embed_cached(
             limits: DecodeLimits::default(),
             model_id: model_id.to_string(),
             progress: true,
+            shard: None,
         };
         let summary = unisight_embed::run(&inputs, embedder, dir, &options)?;
         if summary.failed > 0 {

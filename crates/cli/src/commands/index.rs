@@ -18,12 +18,15 @@ pub fn run(command: IndexCommand) -> Result<()> {
             floats,
             no_keys,
         } => {
-            let set = EmbeddingSet::load(&from)?;
+            let parts = unisight_core::shard::load_parts(&from)?;
+            let Some(set) = parts.first() else {
+                bail!("no embedding folder given");
+            };
             let bits = set.code_bytes * 8;
             if !bits.is_multiple_of(64) {
                 bail!(
                     "{}: D = {} gives {bits}-bit codes; the index needs a multiple of 64",
-                    from.display(),
+                    from[0].display(),
                     set.dim
                 );
             }
@@ -37,7 +40,9 @@ pub fn run(command: IndexCommand) -> Result<()> {
                 floats,
                 keys: !no_keys,
             };
-            Index::build_new(&out, config, |index| add_set(index, &set))?;
+            Index::build_new(&out, config, |index| {
+                parts.iter().try_for_each(|part| add_set(index, part))
+            })?;
             print_stats(&Index::open(&out)?)
         }
         IndexCommand::Add { index, from } => {

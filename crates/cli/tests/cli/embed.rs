@@ -207,3 +207,81 @@ fn killed_embed_resumes_and_never_looks_complete() {
     assert!(meta["resumed_chunks"].as_u64().unwrap() >= 1, "{log}");
     assert!(log.contains("resuming"), "{log}");
 }
+
+#[test]
+fn sharded_embeds_merge_into_the_index_one_embed_gives() {
+    let Some(grocery) = grocery() else {
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let photos = t.join("photos");
+    copy_photos(&grocery, &photos, 12);
+    let embed = |out: &str, shard: Option<&str>| {
+        let mut command = unisight();
+        command
+            .args(["embed", "--input"])
+            .arg(&photos)
+            .arg("--out")
+            .arg(t.join(out));
+        if let Some(shard) = shard {
+            command.args(["--shard", shard]);
+        }
+        ok(command.output().unwrap())
+    };
+    embed("all", None);
+    let mut sizes = Vec::new();
+    for i in 0..3 {
+        let log = embed(&format!("s{i}"), Some(&format!("{i}/3")));
+        assert!(log.contains(&format!("shard {i}/3: ")), "{log}");
+        sizes.push(
+            unisight_core::artifacts::EmbeddingSet::load(&t.join(format!("s{i}")))
+                .unwrap()
+                .len(),
+        );
+    }
+    assert_eq!(sizes.iter().sum::<usize>(), 12, "{sizes:?}");
+    let build = |out: &str, from: &[&str]| {
+        let mut command = unisight();
+        command.args(["index", "build", "--out"]).arg(t.join(out));
+        for f in from {
+            command.arg("--from").arg(t.join(f));
+        }
+        command.output().unwrap()
+    };
+    ok(build("idx-all", &["all"]));
+    ok(build("idx-merged", &["s2", "s0", "s1"]));
+    let all = unisight_index::Index::open(&t.join("idx-all")).unwrap();
+    let merged = unisight_index::Index::open(&t.join("idx-merged")).unwrap();
+    assert_eq!(merged.len(), all.len());
+    let set = unisight_core::artifacts::EmbeddingSet::load(&t.join("all")).unwrap();
+    for (i, item) in set.items.iter().enumerate() {
+        let id = merged
+            .id_of_key(&item.id)
+            .unwrap()
+            .expect("every item once");
+        assert_eq!(merged.code(id).unwrap(), set.code(i), "{}", item.id);
+    }
+    // a shard missing, or given twice, is refused and leaves no index behind
+    for (out, from, says) in [
+        ("idx-missing", &["s0", "s1"][..], "shard 2/3 missing"),
+        (
+            "idx-twice",
+            &["s0", "s1", "s2", "s1"][..],
+            "shard 1/3 is also",
+        ),
+        (
+            "idx-mixed",
+            &["s0", "s1", "s2", "all"][..],
+            "some folders to merge are not",
+        ),
+    ] {
+        let output = build(out, from);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(says),
+            "{out}: {stderr}"
+        );
+        assert!(!t.join(out).exists(), "{out} left behind");
+    }
+}
