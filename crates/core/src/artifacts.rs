@@ -292,6 +292,20 @@ impl EmbeddingSet {
         Ok((set, meta))
     }
 
+    /// Loads a folder to add to an index: checked as [`EmbeddingSet::load_complete`] when
+    /// `unisight embed` made it (a `meta.json` or a `.partial/` is there), so a killed run's
+    /// stale files are never taken; a folder made by other tools (neither) as it is.
+    ///
+    /// # Errors
+    /// As [`EmbeddingSet::load_complete`] or [`EmbeddingSet::load`].
+    pub fn load_for_index(dir: &Path) -> Result<EmbeddingSet> {
+        if dir.join(".partial").exists() || dir.join(META_FILE).exists() {
+            Ok(EmbeddingSet::load_complete(dir)?.0)
+        } else {
+            EmbeddingSet::load(dir)
+        }
+    }
+
     /// Loads `dir/{embeddings.npy, codes.npy, items.jsonl}`.
     ///
     /// # Errors

@@ -65,7 +65,7 @@ impl std::fmt::Display for Shard {
 pub fn load_parts(dirs: &[PathBuf]) -> Result<Vec<EmbeddingSet>> {
     if let [dir] = dirs {
         if !dir.join(".partial").exists() && !dir.join(META_FILE).exists() {
-            return Ok(vec![EmbeddingSet::load(dir)?]);
+            return Ok(vec![EmbeddingSet::load_for_index(dir)?]);
         }
     }
     let mut parts: Vec<(EmbeddingSet, EmbedMeta)> = Vec::with_capacity(dirs.len());
@@ -107,7 +107,6 @@ pub fn load_parts(dirs: &[PathBuf]) -> Result<Vec<EmbeddingSet>> {
             }
         }
     }
-    drop(seen);
     Ok(parts.into_iter().map(|(set, _)| set).collect())
 }
 
@@ -242,6 +241,11 @@ mod tests {
         // a killed run: meta.json removed, or .partial/ left behind
         std::fs::create_dir_all(d("s1").join(".partial")).unwrap();
         assert!(refused(&[d("s1")]).contains("incomplete"));
+        // and `index add` of it too
+        let e = EmbeddingSet::load_for_index(&d("s1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("incomplete"), "{e}");
         assert!(refused(&[d("s0"), d("s1")]).contains("incomplete"));
         std::fs::remove_file(d("s0").join(META_FILE)).unwrap();
         assert!(refused(&[d("s0"), d("plain")]).contains("incomplete"));

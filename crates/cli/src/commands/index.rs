@@ -47,7 +47,7 @@ pub fn run(command: IndexCommand) -> Result<()> {
         }
         IndexCommand::Add { index, from } => {
             let mut index = Index::open_writable(&index)?;
-            let set = EmbeddingSet::load(&from)?;
+            let set = EmbeddingSet::load_for_index(&from)?;
             add_set(&mut index, &set)?;
             print_stats(&index)
         }
