@@ -1,6 +1,6 @@
 //! Searching: the exact Hamming scan over every live segment, or the inverted file when one is
 //! built, and the re-scoring of the Hamming shortlist by floats or asymmetrically. The policy of
-//! which re-ranking a query gets lives here too ([`Rerank::for_query`]), for every caller.
+//! which re-ranking a query gets lives here too ([`RerankRequest::resolve`]), for every caller.
 
 use serde::Serialize;
 
@@ -36,6 +36,38 @@ pub enum RerankRequest {
     Float,
     /// Asymmetric re-ranking (works on every index).
     Asymmetric,
+}
+
+impl RerankRequest {
+    /// The re-ranking a query with (`has_float`) or without its float embedding gets from a
+    /// store that keeps floats (`stores_floats`) or not: the one policy of the service, the CLI,
+    /// evaluation and every backend.
+    ///
+    /// # Errors
+    /// [`Error::InvalidInput`] for float re-ranking on a store without floats, or re-ranking
+    /// without the query's float embedding.
+    pub fn resolve(self, stores_floats: bool, has_float: bool) -> Result<Rerank> {
+        let mode = match self {
+            RerankRequest::Off => Rerank::None,
+            RerankRequest::Auto if stores_floats && has_float => Rerank::Float,
+            RerankRequest::Auto => Rerank::None,
+            RerankRequest::Float if !stores_floats => {
+                return Err(Error::InvalidInput(
+                    "this index keeps no float vectors to re-rank with (asymmetric re-ranking \
+                     needs none)"
+                        .into(),
+                ))
+            }
+            RerankRequest::Float => Rerank::Float,
+            RerankRequest::Asymmetric => Rerank::Asymmetric,
+        };
+        if mode != Rerank::None && !has_float {
+            return Err(Error::InvalidInput(
+                "re-ranking needs the query's float embedding".into(),
+            ));
+        }
+        Ok(mode)
+    }
 }
 
 /// One result of a search.
@@ -144,34 +176,13 @@ impl Index {
         })
     }
 
-    /// The re-ranking a query with (`has_float`) or without its float embedding gets here
-    /// when `request` is asked for.
+    /// The re-ranking a query with (`has_float`) or without its float embedding gets on this
+    /// index when `request` is asked for ([`RerankRequest::resolve`]).
     ///
     /// # Errors
-    /// [`Error::InvalidInput`] for float re-ranking on an index without floats, or re-ranking
-    /// without the query's float embedding.
+    /// As [`RerankRequest::resolve`].
     pub fn rerank_for(&self, request: RerankRequest, has_float: bool) -> Result<Rerank> {
-        let has_floats = self.layout().floats.is_some();
-        let mode = match request {
-            RerankRequest::Off => Rerank::None,
-            RerankRequest::Auto if has_floats && has_float => Rerank::Float,
-            RerankRequest::Auto => Rerank::None,
-            RerankRequest::Float if !has_floats => {
-                return Err(Error::InvalidInput(
-                    "this index keeps no float vectors to re-rank with (asymmetric re-ranking \
-                     needs none)"
-                        .into(),
-                ))
-            }
-            RerankRequest::Float => Rerank::Float,
-            RerankRequest::Asymmetric => Rerank::Asymmetric,
-        };
-        if mode != Rerank::None && !has_float {
-            return Err(Error::InvalidInput(
-                "re-ranking needs the query's float embedding".into(),
-            ));
-        }
-        Ok(mode)
+        request.resolve(self.layout().floats.is_some(), has_float)
     }
 
     fn blocks(&self) -> Vec<CodeBlock<'_>> {

@@ -1,0 +1,795 @@
+//! [`Milvus`]: a collection on a Milvus server as a [`Backend`]. Searches go to the server as
+//! one request per batch (HAMMING distance over the codes); float and asymmetric re-ranking of
+//! the shortlist run here, with the embedded index's own scoring, on the floats or codes the
+//! server returns with it.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use milvus::v2::prelude::*;
+use milvus::v2::ConsistencyLevel;
+use unisight_backend::{
+    Backend, Description, Error, Hit, NewItem, Query, Rerank, Result, SearchKind, Shape, StoredItem,
+};
+use unisight_index::rerank::{AsymmetricQuery, FloatRows};
+
+use crate::bridge::Bridge;
+use crate::collection::{self, ServerIndex, CODE, FLOATS, KEY, MAX_KEY, MAX_PATH, PATH};
+use crate::url::MilvusUrl;
+
+/// Most results Milvus returns for one query (its `topk` limit).
+const MAX_TOPK: usize = 16_384;
+/// Rows sent in one insert request (well under the server's 64 MiB message limit).
+const INSERT_CHUNK: usize = 2_000;
+/// Loading a collection into memory may take longer than one request.
+const LOAD_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A Milvus collection of unisight codes.
+pub struct Milvus {
+    bridge: Bridge,
+    client: Arc<ClientV2>,
+    url: MilvusUrl,
+    shape: Shape,
+    index: ServerIndex,
+    writable: bool,
+    /// Adds and removes of this process, one at a time: the existence check before an insert
+    /// and the insert itself must not interleave with another's (Milvus does not refuse a
+    /// second row with the same primary key).
+    writer: Mutex<()>,
+}
+
+/// Server versions this backend was tested against: 2.3.x (`milvus==2.3.5`) and later 2.x.
+fn version_supported(version: &str) -> bool {
+    let v = version.trim_start_matches('v');
+    let mut parts = v.split(['.', '-']);
+    let major: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    let minor: Option<u32> = parts.next().and_then(|p| p.parse().ok());
+    matches!((major, minor), (Some(2), Some(m)) if m >= 3)
+}
+
+impl Milvus {
+    /// Connects to the server of `url` and opens its collection (or alias), checking that it is
+    /// a unisight collection of HAMMING-indexed codes and loading it for search.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the server cannot be reached within the URL's timeout,
+    /// [`Error::Incompatible`] for a server older than 2.3, a missing collection, or one of
+    /// another layout or metric.
+    pub fn open(url: &MilvusUrl, writable: bool) -> Result<Self> {
+        let (bridge, client) = connect(url)?;
+        let name = url.collection.clone();
+        let exists = {
+            let (client, name) = (client.clone(), name.clone());
+            bridge
+                .call("has collection", async move {
+                    client
+                        .has_collection(
+                            HasCollectionRequest::builder()
+                                .collection_name(name)
+                                .build()?,
+                        )
+                        .await
+                })?
+                .exists()
+        };
+        if !exists {
+            return Err(Error::Incompatible(format!(
+                "{url}: no such collection on the server (make one with `unisight index build \
+                 --to {url}`)"
+            )));
+        }
+        let desc = {
+            let (client, name) = (client.clone(), name.clone());
+            bridge.call("describe collection", async move {
+                client
+                    .describe_collection(
+                        DescribeCollectionRequest::builder()
+                            .collection_name(name)
+                            .build()?,
+                    )
+                    .await
+            })?
+        };
+        let shape = collection::check(&name, desc.description())?;
+        let indexes = {
+            let (client, name) = (client.clone(), name.clone());
+            bridge.call("describe index", async move {
+                client
+                    .describe_index(
+                        DescribeIndexRequest::builder()
+                            .collection_name(name)
+                            .field_name(CODE)
+                            .build()?,
+                    )
+                    .await
+            })?
+        };
+        let index = collection::check_index(&name, indexes.indexes())?;
+        load(&bridge, &client, &name)?;
+        Ok(Milvus {
+            bridge,
+            client,
+            url: url.clone(),
+            shape,
+            index,
+            writable,
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// Makes the collection of `url` for codes of `shape`, indexed as `index`, and opens it for
+    /// writing.
+    ///
+    /// # Errors
+    /// [`Error::Incompatible`] when the collection exists already, or the server is older than
+    /// 2.3; [`Error::Unavailable`] as [`Milvus::open`].
+    pub fn create(url: &MilvusUrl, shape: Shape, index: ServerIndex) -> Result<Self> {
+        let schema = collection::schema(shape)?;
+        let (bridge, client) = connect(url)?;
+        let name = url.collection.clone();
+        let exists = {
+            let (client, name) = (client.clone(), name.clone());
+            bridge
+                .call("has collection", async move {
+                    client
+                        .has_collection(
+                            HasCollectionRequest::builder()
+                                .collection_name(name)
+                                .build()?,
+                        )
+                        .await
+                })?
+                .exists()
+        };
+        if exists {
+            return Err(Error::Incompatible(format!(
+                "{url}: the collection exists already (drop it first, or build into a new one)"
+            )));
+        }
+        {
+            let (client, name) = (client.clone(), name.clone());
+            bridge.call("create collection", async move {
+                client
+                    .create_collection(
+                        CreateCollectionRequest::builder()
+                            .collection_name(name)
+                            .schema(schema)
+                            .consistency_level(ConsistencyLevel::Session)
+                            .build()?,
+                    )
+                    .await
+            })?;
+        }
+        {
+            let (client, name) = (client.clone(), name.clone());
+            bridge.call("create index", async move {
+                client
+                    .create_index(
+                        CreateIndexRequest::builder()
+                            .collection_name(name)
+                            .index_param(collection::index_param(index))
+                            .build()?,
+                    )
+                    .await
+            })?;
+        }
+        drop((bridge, client));
+        Self::open(url, true)
+    }
+
+    /// Drops the collection of `url` if it exists; returns whether it did.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] as [`Milvus::open`].
+    pub fn drop_collection(url: &MilvusUrl) -> Result<bool> {
+        let (bridge, client) = connect(url)?;
+        let name = url.collection.clone();
+        bridge.call("drop collection", async move {
+            let exists = client
+                .has_collection(
+                    HasCollectionRequest::builder()
+                        .collection_name(name.clone())
+                        .build()?,
+                )
+                .await?
+                .exists();
+            if exists {
+                client
+                    .drop_collection(
+                        DropCollectionRequest::builder()
+                            .collection_name(name)
+                            .build()?,
+                    )
+                    .await?;
+            }
+            Ok(exists)
+        })
+    }
+
+    /// Points `alias` at `collection` on the server of `url` (creating the alias, or moving it
+    /// in one step: a search through the alias sees the old collection or the new, never
+    /// neither).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] as [`Milvus::open`]; [`Error::Server`] when the server refuses.
+    pub fn point_alias(url: &MilvusUrl, alias: &str, collection: &str) -> Result<()> {
+        if !crate::url::valid_collection_name(alias) {
+            return Err(Error::InvalidInput(format!(
+                "{alias:?} is not a valid alias name"
+            )));
+        }
+        let (bridge, client) = connect(url)?;
+        let (alias, collection) = (alias.to_string(), collection.to_string());
+        bridge.call("point alias", async move {
+            let current = client
+                .describe_alias(
+                    DescribeAliasRequest::builder()
+                        .alias(alias.clone())
+                        .build()?,
+                )
+                .await;
+            if current.is_ok() {
+                client
+                    .alter_alias(
+                        AlterAliasRequest::builder()
+                            .alias(alias)
+                            .collection_name(collection)
+                            .build()?,
+                    )
+                    .await
+            } else {
+                client
+                    .create_alias(
+                        CreateAliasRequest::builder()
+                            .alias(alias)
+                            .collection_name(collection)
+                            .build()?,
+                    )
+                    .await
+            }
+        })
+    }
+
+    /// The collection (or alias) this backend serves.
+    pub fn url(&self) -> &MilvusUrl {
+        &self.url
+    }
+
+    /// How the server indexes the codes.
+    pub fn server_index(&self) -> ServerIndex {
+        self.index
+    }
+
+    fn check_code(&self, code: &[u8]) -> Result<()> {
+        if code.len() * 8 != self.shape.bits {
+            return Err(Error::InvalidInput(format!(
+                "a code has {} bytes, the collection's codes {}",
+                code.len(),
+                self.shape.bits / 8
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_query(&self, q: &Query<'_>) -> Result<()> {
+        self.check_code(q.code)?;
+        let dim = match q.mode {
+            Rerank::None => return Ok(()),
+            Rerank::Float => self.shape.float_dim.ok_or_else(|| {
+                Error::InvalidInput(
+                    "this collection keeps no floats: use asymmetric re-ranking".into(),
+                )
+            })?,
+            Rerank::Asymmetric => self.shape.bits,
+        };
+        let v = q.float.ok_or_else(|| {
+            Error::InvalidInput("re-ranking needs the query's float embedding".into())
+        })?;
+        if v.len() != dim {
+            return Err(Error::InvalidInput(format!(
+                "query vector has {} values, the collection expects {dim}",
+                v.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The stored rows of `keys` (those that exist), read at strong consistency.
+    fn fetch(&self, keys: Vec<String>, fields: Vec<&'static str>) -> Result<QueryResults> {
+        let (client, name) = (self.client.clone(), self.url.collection.clone());
+        let response = self.bridge.call("get", async move {
+            client
+                .query(
+                    QueryRequest::builder()
+                        .collection_name(name)
+                        .filter(key_filter(&keys))
+                        .output_fields(fields)
+                        .consistency_level(ConsistencyLevel::Strong)
+                        .build()?,
+                )
+                .await
+        })?;
+        Ok(response.results().clone())
+    }
+}
+
+/// A client of the server of `url`, on a runtime of its own, after checking the server's
+/// version.
+fn connect(url: &MilvusUrl) -> Result<(Bridge, Arc<ClientV2>)> {
+    let bridge = Bridge::new(url.timeout)?;
+    let config = ConnectConfig::new()
+        .uri(url.endpoint())
+        .connect_timeout(url.timeout)
+        .rpc_timeout(url.timeout)
+        .retry(
+            RetryConfig::new()
+                .max_attempts(3)
+                .max_retry_timeout(url.timeout)
+                .initial_backoff(Duration::from_millis(100))
+                .max_backoff(Duration::from_millis(500)),
+        );
+    let connected =
+        bridge.block_on(async { tokio::time::timeout(url.timeout, ClientV2::new(&config)).await });
+    let client = match connected {
+        Ok(Ok(client)) => Arc::new(client),
+        Ok(Err(e)) => return Err(crate::bridge::classify(&format!("connect to {url}"), e)),
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "connect to {url}: no answer within {:.1} s",
+                url.timeout.as_secs_f64()
+            )))
+        }
+    };
+    let version = {
+        let client = client.clone();
+        bridge.call("server version", async move {
+            client
+                .server_version(GetServerVersionRequest::builder().build()?)
+                .await
+        })?
+    };
+    if !version_supported(version.version()) {
+        return Err(Error::Incompatible(format!(
+            "{url}: the server is Milvus {}; unisight needs 2.3 or a later 2.x",
+            version.version()
+        )));
+    }
+    Ok((bridge, client))
+}
+
+/// Loads the collection for search (a no-op when it is loaded).
+fn load(bridge: &Bridge, client: &Arc<ClientV2>, name: &str) -> Result<()> {
+    let (client, name) = (client.clone(), name.to_string());
+    bridge.call_within("load collection", LOAD_TIMEOUT, async move {
+        client
+            .load_collection(
+                LoadCollectionRequest::builder()
+                    .collection_name(name)
+                    .sync(true)
+                    .timeout_ms(LOAD_TIMEOUT.as_millis() as i64)
+                    .build()?,
+            )
+            .await
+    })
+}
+
+/// `key in ["k1", "k2"]` with every key quoted as a string literal of Milvus's expression
+/// language. A Milvus 2.3 server does not take the filter templates the client sends for
+/// lookups by primary key, so the keys travel inside the expression, escaped: a key is data,
+/// never part of the expression.
+fn key_filter(keys: &[String]) -> String {
+    let mut filter = format!("{KEY} in [");
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            filter.push(',');
+        }
+        filter.push('"');
+        for c in key.chars() {
+            match c {
+                '"' => filter.push_str("\\\""),
+                '\\' => filter.push_str("\\\\"),
+                '\n' => filter.push_str("\\n"),
+                '\r' => filter.push_str("\\r"),
+                '\t' => filter.push_str("\\t"),
+                c if c.is_control() => filter.push_str(&format!("\\u{:04x}", c as u32)),
+                c => filter.push(c),
+            }
+        }
+        filter.push('"');
+    }
+    filter.push(']');
+    filter
+}
+
+fn column<'a>(results: &'a QueryResults, name: &str) -> Result<&'a FieldData> {
+    results
+        .get_output_field(name)
+        .ok_or_else(|| Error::Server(format!("the server's answer has no `{name}` column")))
+}
+
+fn single_column<'a>(result: &'a SingleResult, name: &str) -> Result<&'a FieldData> {
+    result
+        .get_output_field(name)
+        .ok_or_else(|| Error::Server(format!("the server's answer has no `{name}` column")))
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Server(format!(
+        "the server's answer has {what} of an unexpected type"
+    ))
+}
+
+impl Backend for Milvus {
+    fn shape(&self) -> Shape {
+        self.shape
+    }
+
+    fn describe(&self) -> Result<Description> {
+        Ok(Description {
+            kind: "milvus",
+            location: self.url.to_string(),
+            shape: self.shape,
+            items: self.count()?,
+            bytes: None,
+            search: match self.index {
+                ServerIndex::Flat => SearchKind::Exact,
+                ServerIndex::Ivf { nlist } => SearchKind::Ivf {
+                    lists: nlist,
+                    probes: self.url.nprobe.unwrap_or(nlist).min(nlist),
+                },
+            },
+        })
+    }
+
+    fn count(&self) -> Result<usize> {
+        let (client, name) = (self.client.clone(), self.url.collection.clone());
+        let response = self.bridge.call("count", async move {
+            client
+                .query(
+                    QueryRequest::builder()
+                        .collection_name(name)
+                        .filter("")
+                        .output_fields(["count(*)"])
+                        .consistency_level(ConsistencyLevel::Strong)
+                        .build()?,
+                )
+                .await
+        })?;
+        let counts = column(response.results(), "count(*)")?
+            .as_int64()
+            .ok_or_else(|| malformed("a count"))?;
+        Ok(counts.first().copied().unwrap_or(0).max(0) as usize)
+    }
+
+    fn search(
+        &self,
+        queries: &[Query<'_>],
+        rerank_factor: usize,
+        _threads: usize,
+    ) -> Result<Vec<Vec<Hit>>> {
+        for q in queries {
+            self.check_query(q)?;
+        }
+        if queries.is_empty() {
+            return Ok(Vec::new());
+        }
+        let shortlist_of = |q: &Query<'_>| {
+            match q.mode {
+                Rerank::None => q.k,
+                _ => q.k.saturating_mul(rerank_factor.max(1)),
+            }
+            .clamp(1, MAX_TOPK)
+        };
+        let limit = queries.iter().map(shortlist_of).max().unwrap_or(1);
+        let mut fields = vec![PATH];
+        if queries.iter().any(|q| q.mode == Rerank::Float) {
+            fields.push(FLOATS);
+        }
+        if queries.iter().any(|q| q.mode == Rerank::Asymmetric) {
+            fields.push(CODE);
+        }
+        let mut params = std::collections::HashMap::new();
+        if let ServerIndex::Ivf { nlist } = self.index {
+            let nprobe = self.url.nprobe.unwrap_or(nlist).min(nlist);
+            params.insert("nprobe".to_string(), nprobe.to_string());
+        }
+        let vectors: Vec<Vec<u8>> = queries.iter().map(|q| q.code.to_vec()).collect();
+        let (client, name) = (self.client.clone(), self.url.collection.clone());
+        let response = self.bridge.call("search", async move {
+            client
+                .search(
+                    SearchRequest::builder()
+                        .collection_name(name)
+                        .vector_field(CODE)
+                        .vectors(SearchVectors::Binary(vectors))
+                        .metric_type(MetricType::Hamming)
+                        .limit(limit as i64)
+                        .extra_params(params)
+                        .output_fields(fields)
+                        .consistency_level(ConsistencyLevel::Session)
+                        .build()?,
+                )
+                .await
+        })?;
+        let results = response.results().get_results();
+        if results.len() != queries.len() {
+            return Err(Error::Server(format!(
+                "asked for {} result lists, the server answered {}",
+                queries.len(),
+                results.len()
+            )));
+        }
+        queries
+            .iter()
+            .zip(results)
+            .map(|(q, result)| {
+                let mut hits = hits_of(result, q)?;
+                hits.truncate(shortlist_of(q));
+                Ok(rescore(q, hits))
+            })
+            .collect()
+    }
+
+    fn get(&self, key: &str) -> Result<Option<StoredItem>> {
+        let mut fields = vec![KEY, PATH, CODE];
+        if self.shape.float_dim.is_some() {
+            fields.push(FLOATS);
+        }
+        let rows = self.fetch(vec![key.to_string()], fields)?;
+        let keys = column(&rows, KEY)?
+            .as_varchar()
+            .ok_or_else(|| malformed("keys"))?;
+        let Some(row) = keys.iter().position(|k| k == key) else {
+            return Ok(None);
+        };
+        let path = column(&rows, PATH)?
+            .as_varchar()
+            .ok_or_else(|| malformed("paths"))?;
+        let codes = column(&rows, CODE)?
+            .as_binary_vectors()
+            .ok_or_else(|| malformed("codes"))?;
+        let floats = match self.shape.float_dim {
+            Some(_) => Some(
+                column(&rows, FLOATS)?
+                    .as_array_float()
+                    .ok_or_else(|| malformed("floats"))?[row]
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(Some(StoredItem {
+            key: key.to_string(),
+            path: path[row].clone(),
+            code: codes[row].clone(),
+            floats,
+        }))
+    }
+
+    fn add(&self, items: &[NewItem<'_>]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        let mut seen = HashSet::with_capacity(items.len());
+        for item in items {
+            if item.key.is_empty() || item.key.len() > MAX_KEY || item.path.len() > MAX_PATH {
+                return Err(Error::InvalidInput(format!(
+                    "key {:?}: a key is 1 to {MAX_KEY} bytes and a path at most {MAX_PATH}",
+                    item.key
+                )));
+            }
+            self.check_code(item.code)?;
+            match (self.shape.float_dim, item.floats) {
+                (Some(dim), Some(f)) if f.len() == dim => {}
+                (None, _) => {}
+                (Some(dim), f) => {
+                    return Err(Error::InvalidInput(format!(
+                        "key {:?}: the collection keeps {dim} floats per item, got {}",
+                        item.key,
+                        f.map_or(0, <[f32]>::len)
+                    )))
+                }
+            }
+            if !seen.insert(item.key) {
+                return Err(Error::DuplicateKey(item.key.to_string()));
+            }
+        }
+        let _writer = self
+            .writer
+            .lock()
+            .map_err(|_| Error::Unavailable("the writer lock is poisoned".into()))?;
+        for chunk in items.chunks(INSERT_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|i| i.key.to_string()).collect();
+            let present = self.fetch(keys.clone(), vec![KEY])?;
+            if let Some(key) = column(&present, KEY)?.as_varchar().and_then(|k| k.first()) {
+                return Err(Error::DuplicateKey(key.clone()));
+            }
+        }
+        for chunk in items.chunks(INSERT_CHUNK) {
+            let mut columns = vec![
+                FieldData::varchar(KEY, chunk.iter().map(|i| i.key.to_string()).collect()),
+                FieldData::varchar(PATH, chunk.iter().map(|i| i.path.to_string()).collect()),
+                FieldData::binary_vector(CODE, chunk.iter().map(|i| i.code.to_vec()).collect()),
+            ];
+            if self.shape.float_dim.is_some() {
+                columns.push(FieldData::array_float(
+                    FLOATS,
+                    chunk
+                        .iter()
+                        .map(|i| i.floats.unwrap_or_default().to_vec())
+                        .collect(),
+                ));
+            }
+            let (client, name) = (self.client.clone(), self.url.collection.clone());
+            let inserted = self.bridge.call("insert", async move {
+                client
+                    .insert(
+                        InsertRequest::builder()
+                            .collection_name(name)
+                            .columns(columns)
+                            .build()?,
+                    )
+                    .await
+            })?;
+            if inserted.insert_count() != chunk.len() as i64 {
+                return Err(Error::Server(format!(
+                    "inserted {} of {} rows",
+                    inserted.insert_count(),
+                    chunk.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&self, keys: &[&str]) -> Result<usize> {
+        if !self.writable {
+            return Err(Error::ReadOnly);
+        }
+        let _writer = self
+            .writer
+            .lock()
+            .map_err(|_| Error::Unavailable("the writer lock is poisoned".into()))?;
+        let mut unique: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let present = self.fetch(unique, vec![KEY])?;
+        let present: Vec<String> = column(&present, KEY)?
+            .as_varchar()
+            .ok_or_else(|| malformed("keys"))?
+            .to_vec();
+        if present.is_empty() {
+            return Ok(0);
+        }
+        let count = present.len();
+        let (client, name) = (self.client.clone(), self.url.collection.clone());
+        self.bridge.call("delete", async move {
+            client
+                .delete(
+                    DeleteRequest::builder()
+                        .collection_name(name)
+                        .filter(key_filter(&present))
+                        .build()?,
+                )
+                .await
+        })?;
+        Ok(count)
+    }
+}
+
+/// One query's Hamming shortlist as the server answered it, with the stored floats or codes
+/// that its re-ranking needs.
+struct Candidate {
+    hit: Hit,
+    floats: Option<Vec<f32>>,
+    code: Option<Vec<u8>>,
+}
+
+fn hits_of(result: &SingleResult, q: &Query<'_>) -> Result<Vec<Candidate>> {
+    let Ids::VarChar(keys) = result.get_ids() else {
+        return Err(malformed("ids"));
+    };
+    let scores = result.get_scores();
+    let paths = single_column(result, PATH)?
+        .as_varchar()
+        .ok_or_else(|| malformed("paths"))?;
+    let floats = match q.mode {
+        Rerank::Float => Some(
+            single_column(result, FLOATS)?
+                .as_array_float()
+                .ok_or_else(|| malformed("floats"))?,
+        ),
+        _ => None,
+    };
+    let codes = match q.mode {
+        Rerank::Asymmetric => Some(
+            single_column(result, CODE)?
+                .as_binary_vectors()
+                .ok_or_else(|| malformed("codes"))?,
+        ),
+        _ => None,
+    };
+    if scores.len() != keys.len() || paths.len() != keys.len() {
+        return Err(malformed("columns"));
+    }
+    Ok((0..keys.len())
+        .map(|i| Candidate {
+            hit: Hit {
+                key: keys[i].clone(),
+                path: paths[i].clone(),
+                // HAMMING distances come back as whole floats
+                distance: scores[i].round().max(0.0) as u32,
+                score: None,
+            },
+            floats: floats.and_then(|f| f.get(i).cloned()),
+            code: codes.and_then(|c| c.get(i).cloned()),
+        })
+        .collect())
+}
+
+/// Re-scores a shortlist as the embedded index does: best score first, ties by Hamming order.
+fn rescore(q: &Query<'_>, candidates: Vec<Candidate>) -> Vec<Hit> {
+    let mut hits: Vec<Hit> = match (q.mode, q.float) {
+        (Rerank::Float, Some(v)) => candidates
+            .into_iter()
+            .map(|c| {
+                let score = c
+                    .floats
+                    .as_deref()
+                    .map_or(f32::NEG_INFINITY, |f| FloatRows::F32(f).cosine(v, 0));
+                Hit {
+                    score: Some(score),
+                    ..c.hit
+                }
+            })
+            .collect(),
+        (Rerank::Asymmetric, Some(v)) => {
+            let query = AsymmetricQuery::new(v);
+            candidates
+                .into_iter()
+                .map(|c| Hit {
+                    score: Some(
+                        c.code
+                            .as_deref()
+                            .map_or(f32::NEG_INFINITY, |b| query.score(b)),
+                    ),
+                    ..c.hit
+                })
+                .collect()
+        }
+        _ => return candidates.into_iter().map(|c| c.hit).take(q.k).collect(),
+    };
+    hits.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.distance.cmp(&b.distance))
+    });
+    hits.truncate(q.k);
+    hits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{key_filter, version_supported};
+
+    #[test]
+    fn keys_are_quoted_as_data() {
+        let keys = [
+            "plain".to_string(),
+            "a\"b\\c\nd".to_string(),
+            "ü".to_string(),
+        ];
+        assert_eq!(key_filter(&keys), r#"key in ["plain","a\"b\\c\nd","ü"]"#);
+    }
+
+    #[test]
+    fn versions_from_2_3_on_are_served() {
+        assert!(version_supported("v2.3.5-lite"));
+        assert!(version_supported("2.3.0"));
+        assert!(version_supported("v2.6.1"));
+        assert!(!version_supported("v2.2.16"));
+        assert!(!version_supported("v3.0.0"));
+        assert!(!version_supported("garbage"));
+    }
+}
