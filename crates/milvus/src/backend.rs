@@ -12,10 +12,10 @@ use milvus::v2::ConsistencyLevel;
 use unisight_backend::{
     Backend, Description, Error, Hit, NewItem, Query, Rerank, Result, SearchKind, Shape, StoredItem,
 };
-use unisight_index::rerank::{AsymmetricQuery, FloatRows};
 
 use crate::bridge::Bridge;
 use crate::collection::{self, ServerIndex, CODE, FLOATS, KEY, MAX_KEY, MAX_PATH, PATH};
+use crate::shortlist::{hits_of, rescore};
 use crate::url::MilvusUrl;
 
 /// Most results Milvus returns for one query (its `topk` limit).
@@ -59,20 +59,7 @@ impl Milvus {
     pub fn open(url: &MilvusUrl, writable: bool) -> Result<Self> {
         let (bridge, client) = connect(url)?;
         let name = url.collection.clone();
-        let exists = {
-            let (client, name) = (client.clone(), name.clone());
-            bridge
-                .call("has collection", async move {
-                    client
-                        .has_collection(
-                            HasCollectionRequest::builder()
-                                .collection_name(name)
-                                .build()?,
-                        )
-                        .await
-                })?
-                .exists()
-        };
+        let exists = has_collection(&bridge, &client, &name)?;
         if !exists {
             return Err(Error::Incompatible(format!(
                 "{url}: no such collection on the server (make one with `unisight index build \
@@ -128,20 +115,7 @@ impl Milvus {
         let schema = collection::schema(shape)?;
         let (bridge, client) = connect(url)?;
         let name = url.collection.clone();
-        let exists = {
-            let (client, name) = (client.clone(), name.clone());
-            bridge
-                .call("has collection", async move {
-                    client
-                        .has_collection(
-                            HasCollectionRequest::builder()
-                                .collection_name(name)
-                                .build()?,
-                        )
-                        .await
-                })?
-                .exists()
-        };
+        let exists = has_collection(&bridge, &client, &name)?;
         if exists {
             return Err(Error::Incompatible(format!(
                 "{url}: the collection exists already (drop it first, or build into a new one)"
@@ -358,6 +332,21 @@ fn connect(url: &MilvusUrl) -> Result<(Bridge, Arc<ClientV2>)> {
     Ok((bridge, client))
 }
 
+/// Whether the server has a collection (or alias) `name`.
+fn has_collection(bridge: &Bridge, client: &Arc<ClientV2>, name: &str) -> Result<bool> {
+    let (client, name) = (client.clone(), name.to_string());
+    let answer = bridge.call("has collection", async move {
+        client
+            .has_collection(
+                HasCollectionRequest::builder()
+                    .collection_name(name)
+                    .build()?,
+            )
+            .await
+    })?;
+    Ok(answer.exists())
+}
+
 /// Loads the collection for search (a no-op when it is loaded).
 fn load(bridge: &Bridge, client: &Arc<ClientV2>, name: &str) -> Result<()> {
     let (client, name) = (client.clone(), name.to_string());
@@ -408,13 +397,7 @@ fn column<'a>(results: &'a QueryResults, name: &str) -> Result<&'a FieldData> {
         .ok_or_else(|| Error::Server(format!("the server's answer has no `{name}` column")))
 }
 
-fn single_column<'a>(result: &'a SingleResult, name: &str) -> Result<&'a FieldData> {
-    result
-        .get_output_field(name)
-        .ok_or_else(|| Error::Server(format!("the server's answer has no `{name}` column")))
-}
-
-fn malformed(what: &str) -> Error {
+pub(crate) fn malformed(what: &str) -> Error {
     Error::Server(format!(
         "the server's answer has {what} of an unexpected type"
     ))
@@ -675,98 +658,6 @@ impl Backend for Milvus {
         })?;
         Ok(count)
     }
-}
-
-/// One query's Hamming shortlist as the server answered it, with the stored floats or codes
-/// that its re-ranking needs.
-struct Candidate {
-    hit: Hit,
-    floats: Option<Vec<f32>>,
-    code: Option<Vec<u8>>,
-}
-
-fn hits_of(result: &SingleResult, q: &Query<'_>) -> Result<Vec<Candidate>> {
-    let Ids::VarChar(keys) = result.get_ids() else {
-        return Err(malformed("ids"));
-    };
-    let scores = result.get_scores();
-    let paths = single_column(result, PATH)?
-        .as_varchar()
-        .ok_or_else(|| malformed("paths"))?;
-    let floats = match q.mode {
-        Rerank::Float => Some(
-            single_column(result, FLOATS)?
-                .as_array_float()
-                .ok_or_else(|| malformed("floats"))?,
-        ),
-        _ => None,
-    };
-    let codes = match q.mode {
-        Rerank::Asymmetric => Some(
-            single_column(result, CODE)?
-                .as_binary_vectors()
-                .ok_or_else(|| malformed("codes"))?,
-        ),
-        _ => None,
-    };
-    if scores.len() != keys.len() || paths.len() != keys.len() {
-        return Err(malformed("columns"));
-    }
-    Ok((0..keys.len())
-        .map(|i| Candidate {
-            hit: Hit {
-                key: keys[i].clone(),
-                path: paths[i].clone(),
-                // HAMMING distances come back as whole floats
-                distance: scores[i].round().max(0.0) as u32,
-                score: None,
-            },
-            floats: floats.and_then(|f| f.get(i).cloned()),
-            code: codes.and_then(|c| c.get(i).cloned()),
-        })
-        .collect())
-}
-
-/// Re-scores a shortlist as the embedded index does: best score first, ties by Hamming order.
-fn rescore(q: &Query<'_>, candidates: Vec<Candidate>) -> Vec<Hit> {
-    let mut hits: Vec<Hit> = match (q.mode, q.float) {
-        (Rerank::Float, Some(v)) => candidates
-            .into_iter()
-            .map(|c| {
-                let score = c
-                    .floats
-                    .as_deref()
-                    .map_or(f32::NEG_INFINITY, |f| FloatRows::F32(f).cosine(v, 0));
-                Hit {
-                    score: Some(score),
-                    ..c.hit
-                }
-            })
-            .collect(),
-        (Rerank::Asymmetric, Some(v)) => {
-            let query = AsymmetricQuery::new(v);
-            candidates
-                .into_iter()
-                .map(|c| Hit {
-                    score: Some(
-                        c.code
-                            .as_deref()
-                            .map_or(f32::NEG_INFINITY, |b| query.score(b)),
-                    ),
-                    ..c.hit
-                })
-                .collect()
-        }
-        _ => return candidates.into_iter().map(|c| c.hit).take(q.k).collect(),
-    };
-    hits.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.distance.cmp(&b.distance))
-    });
-    hits.truncate(q.k);
-    hits
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ mod backend;
 mod bridge;
 pub mod collection;
 pub mod local_server;
+mod shortlist;
 mod url;
 
 pub use backend::Milvus;
