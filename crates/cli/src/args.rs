@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::embedder::Backend;
+use crate::index_location::{parse_server_index, IndexLocation};
+use unisight_milvus::ServerIndex;
 
 /// One image embedding for several visual-search products.
 #[derive(Debug, Parser)]
@@ -276,12 +278,18 @@ pub struct ServeArgs {
     /// Model file (default: zero-shot Lite0, which must match the index).
     #[arg(long, conflicts_with = "experiment")]
     pub model: Option<PathBuf>,
-    /// Index folder.
-    #[arg(long, required_unless_present = "experiment")]
-    pub index: Option<PathBuf>,
+    /// Index folder, or a Milvus collection: milvus://HOST:PORT/COLLECTION[?nprobe=N].
+    #[arg(long, required_unless_present_any = ["experiment", "deployment"])]
+    pub index: Option<IndexLocation>,
     /// Experiment file (arms, engagement log, study); replaces --model and --index.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "deployment")]
     pub experiment: Option<PathBuf>,
+    /// Deployment file naming the model and index to serve (`model = "..."`, `index =
+    /// "..."`), read at start and again at each `POST /v1/admin/reload`, which switches the
+    /// service to what it names without a failed request (a back-fill's last step); replaces
+    /// --model and --index.
+    #[arg(long, conflicts_with_all = ["model", "index"])]
+    pub deployment: Option<PathBuf>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: std::net::SocketAddr,
@@ -449,9 +457,9 @@ pub struct SimulateUsersArgs {
 /// Arguments of `unisight search`.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Index folder.
+    /// Index folder, or a Milvus collection: milvus://HOST:PORT/COLLECTION[?nprobe=N].
     #[arg(long)]
-    pub index: PathBuf,
+    pub index: IndexLocation,
     /// Query image.
     #[arg(long, conflicts_with = "id", required_unless_present = "id")]
     pub image: Option<PathBuf>,
@@ -542,34 +550,65 @@ pub enum IndexCommand {
         /// parts of one catalog embedded by the same model): every item exactly once.
         #[arg(long, required = true)]
         from: Vec<PathBuf>,
-        /// Index folder to create.
+        /// Index folder to create, or a Milvus collection to create:
+        /// milvus://HOST:PORT/COLLECTION (all or nothing: a failed build drops it again).
         #[arg(long)]
-        out: PathBuf,
-        /// Keep float vectors for re-ranking.
+        out: IndexLocation,
+        /// Keep float vectors for re-ranking (a Milvus collection keeps them as f32).
         #[arg(long, value_enum, default_value_t = FloatStorage::F16)]
         floats: FloatStorage,
         /// Keep no string keys or paths: an item costs its code and id (plus floats), and its
-        /// key is its id, which for a new index is its row in the embedding folder.
+        /// key is its id, which for a new index is its row in the embedding folder. Index
+        /// folders only.
         #[arg(long)]
         no_keys: bool,
+        /// How a Milvus server indexes the codes: `flat` (every code compared, exact) or
+        /// `ivf:N` (BIN_IVF_FLAT with N lists, probed by the address's ?nprobe=, all by
+        /// default).
+        #[arg(long, default_value = "flat", value_parser = parse_server_index)]
+        server_index: ServerIndex,
     },
     /// Add the items of an embedding folder (keys must be new).
     Add {
-        /// Index folder.
+        /// Index folder or milvus://HOST:PORT/COLLECTION.
         #[arg(long)]
-        index: PathBuf,
+        index: IndexLocation,
         /// Embedding folder.
         #[arg(long)]
         from: PathBuf,
     },
-    /// Remove items by key.
+    /// Remove items by key (all of them, or none when one is unknown).
     Remove {
-        /// Index folder.
+        /// Index folder or milvus://HOST:PORT/COLLECTION.
         #[arg(long)]
-        index: PathBuf,
+        index: IndexLocation,
         /// Keys to remove.
         #[arg(required = true)]
         keys: Vec<String>,
+    },
+    /// Check an index against the embedding folders it was built from (a back-fill's check
+    /// before the switch): the same number of items, and for a sample of them the same code
+    /// under the same key, found at distance 0 by a search with it. Fails otherwise.
+    Check {
+        /// Index folder or milvus://HOST:PORT/COLLECTION.
+        #[arg(long)]
+        index: IndexLocation,
+        /// Embedding folder; repeat for every shard or part the index was built from.
+        #[arg(long, required = true)]
+        from: Vec<PathBuf>,
+        /// Items sampled for the per-item checks.
+        #[arg(long, default_value_t = 100)]
+        sample: usize,
+        /// Seed of the sample.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Drop a Milvus collection (after a back-fill's switch is confirmed; index folders are
+    /// removed as folders).
+    Drop {
+        /// milvus://HOST:PORT/COLLECTION.
+        #[arg(long)]
+        index: IndexLocation,
     },
     /// Rewrite the index without deleted items.
     Compact {
@@ -579,9 +618,9 @@ pub enum IndexCommand {
     },
     /// Print counts and sizes.
     Stats {
-        /// Index folder.
+        /// Index folder or milvus://HOST:PORT/COLLECTION.
         #[arg(long)]
-        index: PathBuf,
+        index: IndexLocation,
     },
     /// How much of the exact top-k an inverted file finds, and how fast, for the lists and probes
     /// `serve --ivf-lists --ivf-probes` would use. Queries are sampled stored items (each left

@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod embedder;
+mod index_location;
 
 use anyhow::Result;
 use clap::Parser;

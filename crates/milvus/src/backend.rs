@@ -63,7 +63,7 @@ impl Milvus {
         if !exists {
             return Err(Error::Incompatible(format!(
                 "{url}: no such collection on the server (make one with `unisight index build \
-                 --to {url}`)"
+                 --out {url}`)"
             )));
         }
         let desc = {

@@ -14,8 +14,8 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use unisight_backend::Backend;
 use unisight_experiment::Assignment;
-use unisight_index::Index;
 
 use crate::engagement::Engagement;
 use crate::images::embed;
@@ -77,10 +77,6 @@ pub struct ServiceConfig {
     /// Folder the items' paths are relative to; item images are served from it (never from
     /// outside it). `None`: no item images.
     pub image_root: Option<std::path::PathBuf>,
-    /// Search through an inverted file of this many lists, scanning this many per query
-    /// ([`Index::build_ivf`]): approximate, and nearly as fast at 1M items as at 10k. `None`:
-    /// the exact scan.
-    pub ivf: Option<unisight_index::IvfSettings>,
 }
 
 impl Default for ServiceConfig {
@@ -101,73 +97,61 @@ impl Default for ServiceConfig {
             max_search_batch: 32,
             search_queue: 1024,
             image_root: None,
-            ivf: None,
         }
     }
 }
 
-/// Seed of the inverted file's sample, so that a restarted service has the same lists.
-const IVF_SEED: u64 = 1;
-
-/// One arm: a model (its embedding pool) and the index built with it. A service without an
+/// One arm: a model (its embedding pool) and the index built with it, behind the backend
+/// boundary (the embedded unisight index or a Milvus collection). A service without an
 /// experiment has one arm, `default`, assigned by [`AppState::single_arm_assignment`].
 pub struct Arm {
     pub(crate) name: String,
-    pub(crate) index: Arc<RwLock<Index>>,
+    pub(crate) backend: Arc<dyn Backend>,
     pub(crate) searches: SearchQueue,
     pub(crate) pool: EmbedPool,
     pub(crate) model_bytes: u64,
 }
 
 impl Arm {
-    /// Wraps an open index (writable when mutations are enabled) and a started pool, building
-    /// the index's inverted file when the configuration asks for one; `model_bytes` is reported
-    /// as the arm's model size.
-    ///
-    /// # Errors
-    /// Reading the index's items fails, or the inverted file cannot be built (an empty index).
+    /// Serves `backend` (opened writable when mutations are enabled) with a started pool, and
+    /// starts the arm's search thread; `model_bytes` is reported as the arm's model size.
     pub fn new(
         name: &str,
-        mut index: Index,
+        backend: Arc<dyn Backend>,
         pool: EmbedPool,
         model_bytes: u64,
         config: &ServiceConfig,
-    ) -> Result<Self, unisight_index::Error> {
-        if let Some(ivf) = config.ivf {
-            let start = std::time::Instant::now();
-            let built = index.build_ivf(ivf.lists, ivf.probes, IVF_SEED)?;
-            tracing::info!(
-                arm = name,
-                lists = built.lists,
-                probes = built.probes,
-                seconds = start.elapsed().as_secs_f64(),
-                "built the inverted file"
-            );
-        }
-        // the index's own key map, built before the first request needs it
-        index.load_keys()?;
-        let index = Arc::new(RwLock::new(index));
+    ) -> Self {
         let searches = SearchQueue::start(
-            index.clone(),
+            backend.clone(),
             config.search_queue,
             config.max_search_batch,
             config.search_threads,
             config.rerank_factor,
             pool.in_flight(),
         );
-        Ok(Arm {
+        Arm {
             name: name.to_string(),
-            index,
+            backend,
             searches,
             pool,
             model_bytes,
-        })
+        }
     }
 }
 
+/// Builds the service's arms anew from its configuration (the CLI reads its deployment file
+/// again), for `POST /v1/admin/reload`; `Err` says why they cannot be served.
+pub type Reloader = Box<dyn Fn() -> Result<Vec<Arm>, String> + Send + Sync>;
+
 /// What the handlers share.
 pub struct AppState {
-    pub(crate) arms: Vec<Arm>,
+    /// Swapped whole by a reload: a request works on the snapshot it took ([`AppState::arms`]),
+    /// so a switch never fails a request in flight.
+    arms: RwLock<Arc<Vec<Arm>>>,
+    reloader: Option<Reloader>,
+    /// One reload at a time.
+    pub(crate) reloading: tokio::sync::Mutex<()>,
     pub(crate) assignment: Assignment,
     pub(crate) engagement: Option<Engagement>,
     pub(crate) study: Option<crate::study::Study>,
@@ -188,7 +172,9 @@ impl AppState {
     pub fn with_arms(arms: Vec<Arm>, assignment: Assignment, config: ServiceConfig) -> Self {
         assert!(!arms.is_empty(), "at least one arm");
         AppState {
-            arms,
+            arms: RwLock::new(Arc::new(arms)),
+            reloader: None,
+            reloading: tokio::sync::Mutex::new(()),
             assignment,
             engagement: None,
             study: None,
@@ -218,13 +204,50 @@ impl AppState {
         self
     }
 
-    /// The arm named `name`.
-    pub(crate) fn arm_named(&self, name: &str) -> Option<usize> {
-        self.arms.iter().position(|a| a.name == name)
+    /// Answers `POST /v1/admin/reload` by building the arms with `reloader` and switching to
+    /// them.
+    #[must_use]
+    pub fn with_reloader(mut self, reloader: Reloader) -> Self {
+        self.reloader = Some(reloader);
+        self
     }
 
-    pub(crate) fn arm(&self, i: usize) -> &Arm {
-        &self.arms[i]
+    /// The arms now: a snapshot that stays valid (models, backends and queues running) while a
+    /// request holds it, across a reload.
+    pub(crate) fn arms(&self) -> Arc<Vec<Arm>> {
+        self.arms
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Builds the arms again with the reloader (on the calling thread: it loads models and
+    /// opens backends) and switches to them in one step, once they are up; the arms served
+    /// until then keep answering the requests that hold them and stop when the last ends.
+    /// Nothing changes when the reloader fails or its arms are not the ones served (names and
+    /// order: users keep their arm).
+    pub(crate) fn reload(&self) -> Result<Arc<Vec<Arm>>, String> {
+        let reloader = self
+            .reloader
+            .as_ref()
+            .ok_or("this service was not started from a deployment file")?;
+        let arms = reloader()?;
+        let names = |arms: &[Arm]| arms.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        let (now, new) = (names(&self.arms()), names(&arms));
+        if now != new {
+            return Err(format!(
+                "the new arms {new:?} are not the arms served ({now:?})"
+            ));
+        }
+        let arms = Arc::new(arms);
+        *self
+            .arms
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = arms.clone();
+        if let Some(study) = &self.study {
+            study.forget_lists();
+        }
+        Ok(arms)
     }
 
     /// The opaque id stored for a user or rater id.
@@ -265,6 +288,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/items", post(add_item))
         .route("/v1/items/{key}", delete(remove_item).get(get_item))
         .route("/v1/items/{key}/image", get(item_image))
+        .route("/v1/admin/reload", post(crate::admin::reload))
         .route("/v1/events", post(crate::events::post_event))
         .route("/study", get(crate::page::study_page))
         .route("/v1/study/next", get(crate::study::next_trial))
@@ -306,6 +330,11 @@ impl ApiError {
             reason: reason.into(),
         }
     }
+
+    /// The status it answers with.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -323,37 +352,33 @@ impl IntoResponse for ApiError {
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
-pub(crate) fn poisoned() -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "poisoned",
-        "index lock poisoned",
-    )
-}
-
-/// An index error as an answer, by its kind rather than by route: `409 exists` for a key that
-/// is already there, `404 unknown_item` naming `key`, `400 bad_request` for input the index
-/// refuses, `503 index_busy` while another writer holds the lock, and `500 index_unavailable`
-/// for anything on disk (its details, with file paths, go to the log, not to the client).
-pub(crate) fn index_error(e: unisight_index::Error, key: &str) -> ApiError {
-    use unisight_index::Error as E;
+/// A backend error as an answer, by its kind rather than by route: `409 exists` for a key that
+/// is already there, `400 bad_request` for input the index refuses, `503 index_busy` while
+/// another process writes the embedded index, `503 index_down` while the index (a Milvus
+/// server) cannot be reached, and `500 index_unavailable` for anything else (its details, with
+/// file paths or server messages, go to the log, not to the client).
+pub(crate) fn backend_error(e: unisight_backend::Error, key: &str) -> ApiError {
+    use unisight_backend::Error as E;
     match e {
         E::DuplicateKey(_) => ApiError::new(
             StatusCode::CONFLICT,
             "exists",
             format!("key `{key}` exists"),
         ),
-        E::UnknownItem(_) => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_item",
-            format!("no item with key `{key}`"),
-        ),
         E::InvalidInput(what) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", what),
-        E::Locked { .. } => ApiError::new(
+        E::Busy => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "index_busy",
             "another process is writing the index",
         ),
+        E::Unavailable(why) => {
+            tracing::warn!(reason = %why, "the index cannot be reached");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "index_down",
+                "the index cannot be reached now; retry shortly",
+            )
+        }
         e => {
             tracing::error!(error = %e, "the index cannot be used");
             ApiError::new(
@@ -363,6 +388,20 @@ pub(crate) fn index_error(e: unisight_index::Error, key: &str) -> ApiError {
             )
         }
     }
+}
+
+/// Runs `work` on the blocking pool (a remote backend waits on its server, within its own
+/// deadline; the embedded one may wait for the index's write lock), off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "worker_gone",
+            "the index task failed",
+        )
+    })?
 }
 
 /// A fresh request id: 128 random bits in hex.

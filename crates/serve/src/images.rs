@@ -143,7 +143,8 @@ pub(crate) async fn embed(
     let started = Instant::now();
     let result: ApiResult<_> = async {
         let (a, _) = choose_arm(&state, &headers, params.user.as_deref(), &request_id());
-        let arm = &state.arms[a];
+        let arms = state.arms();
+        let arm = &arms[a];
         let deadline = started + state.config.timeout;
         let (e, embed_ms) = embed_image(&state, arm, upload?, deadline).await?;
         Ok(Json(serde_json::json!({

@@ -10,26 +10,31 @@ use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use unisight_index::NewItem;
+use unisight_backend::{NewItem, StoredItem};
 
-use crate::app::{index_error, poisoned, ApiError, ApiResult, AppState, Arm};
+use crate::app::{backend_error, blocking, ApiError, ApiResult, AppState, Arm};
 use crate::extract::{check_key, ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 
-/// The index id of an item key in an arm (404 for an unknown key).
-pub(crate) fn lookup(arm: &Arm, key: &str) -> ApiResult<u64> {
-    arm.index
-        .read()
-        .map_err(|_| poisoned())?
-        .id_of_key(key)
-        .map_err(|e| index_error(e, key))?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "unknown_item",
-                format!("no item with key `{key}`"),
-            )
-        })
+/// The item with this key in an arm (404 for an unknown key).
+pub(crate) async fn lookup(arm: &Arm, key: &str) -> ApiResult<StoredItem> {
+    let backend = arm.backend.clone();
+    let key = key.to_string();
+    blocking(move || {
+        backend
+            .get(&key)
+            .map_err(|e| backend_error(e, &key))?
+            .ok_or_else(|| unknown_item(&key))
+    })
+    .await
+}
+
+fn unknown_item(key: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "unknown_item",
+        format!("no item with key `{key}`"),
+    )
 }
 
 /// `GET /v1/items/{key}`: the item's key and path.
@@ -38,15 +43,13 @@ pub(crate) async fn get_item(
     ApiPath(key): ApiPath<String>,
 ) -> Response {
     let started = Instant::now();
-    let result: ApiResult<_> = (|| {
-        let arm = &state.arms[0];
-        let id = lookup(arm, &key)?;
-        let index = arm.index.read().map_err(|_| poisoned())?;
-        let item = index.item(id).map_err(|e| index_error(e, &key))?;
+    let result: ApiResult<_> = async {
+        let item = lookup(&state.arms()[0], &key).await?;
         Ok(Json(
             serde_json::json!({"key": item.key, "path": item.path}),
         ))
-    })();
+    }
+    .await;
     state.metrics.finish("get_item", started, result)
 }
 
@@ -129,55 +132,54 @@ pub(crate) async fn add_item(
                 )
             })?;
         }
-        if lookup(&state.arms[0], &params.key).is_ok() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "exists",
-                format!("key `{}` exists", params.key),
-            ));
+        let arms = state.arms();
+        match lookup(&arms[0], &params.key).await {
+            Ok(_) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "exists",
+                    format!("key `{}` exists", params.key),
+                ))
+            }
+            Err(e) if e.status() == StatusCode::NOT_FOUND => {}
+            Err(e) => return Err(e),
         }
         // every arm indexes the same catalog, each with its own model's embedding
         let upload = Upload::from_request(request, &()).await?;
         let deadline = Instant::now() + state.config.timeout;
-        let mut embedded = Vec::with_capacity(state.arms.len());
-        for arm in &state.arms {
+        let mut embedded = Vec::with_capacity(arms.len());
+        for arm in arms.iter() {
             let upload = Upload(upload.0.clone());
             embedded.push(embed_image(&state, arm, upload, deadline).await?.0);
         }
-        let state2 = state.clone();
         let key = params.key.clone();
         let path = params.path.clone().unwrap_or_else(|| params.key.clone());
-        // each index commits (write, fsync, rename) before this returns
-        let id = tokio::task::spawn_blocking(move || -> ApiResult<u64> {
-            let mut first_id = 0;
-            for (i, (arm, e)) in state2.arms.iter().zip(&embedded).enumerate() {
-                let mut index = arm.index.write().map_err(|_| poisoned())?;
-                let floats = index
-                    .layout()
-                    .floats
+        // each backend commits (an index: write, fsync, rename; Milvus: a flushed insert)
+        // before this returns
+        blocking(move || {
+            for (arm, e) in arms.iter().zip(&embedded) {
+                let floats = arm
+                    .backend
+                    .shape()
+                    .float_dim
                     .is_some()
                     .then_some(e.embedding.as_slice());
-                let ids = index
-                    .add(&[NewItem {
-                        key: &key,
-                        path: &path,
-                        code: &e.code,
-                        floats,
-                    }])
-                    .map_err(|e| index_error(e, &key))?;
-                if i == 0 {
-                    first_id = ids[0];
-                }
+                let item = NewItem {
+                    key: &key,
+                    path: &path,
+                    code: &e.code,
+                    floats,
+                };
+                arm.backend
+                    .add(&[item])
+                    .map_err(|e| backend_error(e, &key))?;
             }
-            Ok(first_id)
+            Ok(())
         })
-        .await
-        .map_err(|_| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "add", "add task failed")
-        })??;
+        .await?;
         Ok((
             StatusCode::CREATED,
-            Json(serde_json::json!({"key": params.key, "id": id})),
+            Json(serde_json::json!({"key": params.key})),
         ))
     }
     .await;
@@ -194,33 +196,22 @@ pub(crate) async fn remove_item(
     let result: ApiResult<_> = async {
         authorize(&state, &headers)?;
         check_key(&key)?;
-        lookup(&state.arms[0], &key)?;
-        let state2 = state.clone();
-        tokio::task::spawn_blocking(move || -> ApiResult<()> {
-            for arm in &state2.arms {
-                // looked up under the write lock, so a concurrent delete is a 404, not a stale id
-                let mut index = arm.index.write().map_err(|_| poisoned())?;
-                let Some(id) = index.id_of_key(&key).map_err(|e| index_error(e, &key))? else {
-                    if arm.name == state2.arms[0].name {
-                        return Err(index_error(
-                            unisight_index::Error::UnknownItem(key.clone()),
-                            &key,
-                        ));
-                    }
-                    continue;
-                };
-                index.remove(&[id]).map_err(|e| index_error(e, &key))?;
+        let arms = state.arms();
+        lookup(&arms[0], &key).await?;
+        blocking(move || {
+            for (i, arm) in arms.iter().enumerate() {
+                let removed = arm
+                    .backend
+                    .remove(&[key.as_str()])
+                    .map_err(|e| backend_error(e, &key))?;
+                // a concurrent delete removed it first: a 404, as the lookup would have said
+                if i == 0 && removed == 0 {
+                    return Err(unknown_item(&key));
+                }
             }
             Ok(())
         })
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "remove",
-                "remove task failed",
-            )
-        })??;
+        .await?;
         Ok(StatusCode::NO_CONTENT)
     }
     .await;
@@ -241,15 +232,7 @@ pub(crate) async fn item_image(
                 "the service was started without an image root",
             ));
         };
-        let arm = &state.arms[0];
-        let id = lookup(arm, &key)?;
-        let path = arm
-            .index
-            .read()
-            .map_err(|_| poisoned())?
-            .item(id)
-            .map_err(|e| index_error(e, &key))?
-            .path;
+        let path = lookup(&state.arms()[0], &key).await?.path;
         let file = unisight_data::sources::resolve_inside(root, &path).ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,

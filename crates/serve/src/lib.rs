@@ -8,6 +8,7 @@
 //! reads, and runs side-by-side rater studies.
 #![deny(missing_docs)]
 
+mod admin;
 mod app;
 mod engagement;
 mod events;
@@ -26,8 +27,8 @@ mod server;
 pub mod study;
 
 pub use app::{
-    router, AppState, Arm, ServiceConfig, DEFAULT_HEADER_TIMEOUT_S, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_REQUEST_DEADLINE_S, DEFAULT_TIMEOUT_S,
+    router, AppState, Arm, Reloader, ServiceConfig, DEFAULT_HEADER_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_REQUEST_DEADLINE_S, DEFAULT_TIMEOUT_S,
 };
 pub use engagement::DEFAULT_REMEMBER_BYTES;
 pub use layers::HostCheck;

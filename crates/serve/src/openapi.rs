@@ -10,7 +10,7 @@ fn error_responses() -> Value {
         "413": {"description": "body too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "415": {"description": "not an image content type", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "422": {"description": "not a decodable image, or too many pixels", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-        "503": {"description": "embedding or search queue full; see Retry-After"},
+        "503": {"description": "busy: embedding or search queue full; index_down: the index (a Milvus server) cannot be reached now; index_busy: another process writes the index; see Retry-After", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "500": {"description": "index_unavailable: the index cannot be read or written (details in the service's log)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
         "504": {"description": "request took too long"}
     })
@@ -53,8 +53,9 @@ pub fn document() -> Value {
                 "delete": {"summary": "Remove an item (bearer token)", "security": [{"bearer": []}], "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": merge(json!({"204": {"description": "removed and committed"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off"}, "404": {"description": "no item with this key (also when a concurrent delete removed it first)"}}), error_responses())}
             },
             "/v1/items/{key}/image": {"get": {"summary": "An item's image (when the service has an image root)", "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}], "responses": {"200": {"description": "the image"}, "404": {"description": "unknown item or no image"}}}},
+            "/v1/admin/reload": {"post": {"summary": "Switch to the model and index the deployment file names now (bearer token; `serve --deployment`): built and checked first, then swapped in one step, requests in flight finish on the old ones", "security": [{"bearer": []}], "responses": {"200": {"description": "switched; the arms now served"}, "401": {"description": "no or wrong token"}, "403": {"description": "mutations are off"}, "409": {"description": "reload_failed: the new arms cannot be served (or no deployment file); the old ones still serve"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
-            "/readyz": {"get": {"summary": "Readiness, index size, how each arm searches (exact or inverted file) and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index can no longer be read, or its folder is gone from disk"}}}},
+            "/readyz": {"get": {"summary": "Readiness, index size, each arm's backend (embedded or milvus), how it searches (exact or inverted file) and queues (embedding and search)", "responses": {"200": {"description": "ready"}, "503": {"description": "an index cannot be read or reached (a folder gone from disk, a Milvus server down)"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}}
         },
         "components": {

@@ -9,40 +9,28 @@ use axum::Json;
 
 use crate::app::AppState;
 
-/// Ready while every arm's index can be read (a writer that panicked makes it unusable: 503).
+/// Ready while every arm's backend answers (an index folder gone, a writer that panicked, a
+/// Milvus server down or restarting: 503), with what each arm serves.
 pub(crate) async fn readyz(
     State(state): State<Arc<AppState>>,
 ) -> (StatusCode, Json<serde_json::Value>) {
-    let mut ready = true;
-    let arms: Vec<serde_json::Value> = state
-        .arms
+    let served = state.arms();
+    let backends: Vec<_> = served.iter().map(|a| a.backend.clone()).collect();
+    let described = tokio::task::spawn_blocking(move || {
+        backends.iter().map(|b| b.describe()).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut ready = described.len() == served.len();
+    let arms: Vec<serde_json::Value> = served
         .iter()
-        .map(|arm| {
-            let (items, index_bytes, ivf, on_disk) = arm.index.read().map_or_else(
-                |_| (0, 0, None, false),
-                |i| {
-                    (
-                        i.len(),
-                        i.stats().file_bytes,
-                        i.ivf_settings(),
-                        i.is_on_disk(),
-                    )
-                },
-            );
-            // a poisoned lock or an index folder gone from under the service
-            ready &= on_disk;
-            // exact, or approximate through the inverted file's lists
-            let search = match ivf {
-                Some(s) => serde_json::json!({"kind": "ivf", "lists": s.lists, "probes": s.probes}),
-                None => serde_json::json!({"kind": "exact"}),
-            };
+        .zip(&described)
+        .map(|(arm, description)| {
             let (searches, mean_ms) = state.metrics.arm_searches(&arm.name);
-            serde_json::json!({
+            let mut entry = serde_json::json!({
                 "name": arm.name,
-                "items": items,
-                "index_on_disk": on_disk,
-                "index_bytes": index_bytes,
-                "search": search,
+                "backend": description.as_ref().ok().map(|d| d.kind),
+                "index_ok": description.is_ok(),
                 "model_bytes": arm.model_bytes,
                 "workers": arm.pool.workers(),
                 "queued": arm.pool.queued(),
@@ -50,10 +38,25 @@ pub(crate) async fn readyz(
                 "search_queued": arm.searches.queued(),
                 "searches": searches,
                 "mean_search_ms": mean_ms,
-            })
+            });
+            match description {
+                Ok(d) => {
+                    entry["items"] = d.items.into();
+                    entry["index_bytes"] = d.bytes.into();
+                    // exact, or approximate through the inverted file's lists
+                    entry["search"] = serde_json::to_value(&d.search).unwrap_or_default();
+                }
+                Err(e) => {
+                    ready = false;
+                    // the details (paths, server messages) go to the log
+                    tracing::warn!(arm = arm.name, error = %e, "not ready");
+                    entry["items"] = 0.into();
+                }
+            }
+            entry
         })
         .collect();
-    let first = &state.arms[0];
+    let first = &served[0];
     let status = if ready {
         StatusCode::OK
     } else {
@@ -61,7 +64,7 @@ pub(crate) async fn readyz(
     };
     let body = serde_json::json!({
         "ready": ready,
-        "items": first.index.read().map(|i| i.len()).unwrap_or(0),
+        "items": arms.first().map_or(0.into(), |a| a["items"].clone()),
         "workers": first.pool.workers(),
         "queued": first.pool.queued(),
         "search_queued": first.searches.queued(),
@@ -74,9 +77,13 @@ pub(crate) async fn readyz(
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let first = &state.arms[0];
-    let items = first.index.read().map(|i| i.len()).unwrap_or(0);
-    let queued = state.arms.iter().map(|a| a.pool.queued()).sum();
+    let served = state.arms();
+    let backend = served[0].backend.clone();
+    // a backend out of reach counts 0 items (readiness says why)
+    let items = tokio::task::spawn_blocking(move || backend.count().unwrap_or(0))
+        .await
+        .unwrap_or(0);
+    let queued = served.iter().map(|a| a.pool.queued()).sum();
     let mut text = state.metrics.render(items, queued);
     if let Some(e) = &state.engagement {
         text.push_str(&e.render());

@@ -9,14 +9,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use unisight_index::RerankRequest;
+use unisight_backend::{Hit, RerankRequest};
 
-use crate::app::{poisoned, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
+use crate::app::{backend_error, queued_answer, request_id, ApiError, ApiResult, AppState, Arm};
 use crate::engagement::SearchRecord;
 use crate::extract::{ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 use crate::items::lookup;
-use crate::search_queue::{Hit, SearchError, SearchJob};
+use crate::search_queue::SearchJob;
 
 /// Query parameters of the search routes.
 #[derive(Debug, Deserialize)]
@@ -76,9 +76,8 @@ pub(crate) async fn run_search(
         Some(false) => RerankRequest::Off,
     };
     let mode = arm
-        .index
-        .read()
-        .map_err(|_| poisoned())?
+        .backend
+        .shape()
         .rerank_for(request, float.is_some())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "no_floats", e.to_string()))?;
     let job = SearchJob {
@@ -90,12 +89,10 @@ pub(crate) async fn run_search(
     let hits = queued_answer(arm.searches.submit(job), deadline, "search")
         .await?
         .map_err(|e| match e {
-            SearchError::BadQuery(reason) => {
+            unisight_backend::Error::InvalidInput(reason) => {
                 ApiError::new(StatusCode::BAD_REQUEST, "bad_query", reason)
             }
-            SearchError::Index(reason) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "index", reason)
-            }
+            e => backend_error(e, ""),
         })?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     state.metrics.observe_arm_search(&arm.name, ms / 1e3);
@@ -189,7 +186,8 @@ pub(crate) async fn search_by_image(
         let upload = upload?;
         let request = request_id();
         let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
-        let arm = &state.arms[a];
+        let arms = state.arms();
+        let arm = &arms[a];
         // uploads are named by a hash in the log; the image itself is never kept
         let query = state.engagement.is_some().then(|| {
             use sha2::Digest;
@@ -243,21 +241,21 @@ pub(crate) async fn search_by_item(
         let k = k_of(&state, &params)?;
         let request = request_id();
         let (a, user) = choose_arm(&state, &headers, params.user.as_deref(), &request);
-        let arm = &state.arms[a];
-        let id = lookup(arm, &key)?;
-        let (code, floats, path) = {
-            let index = arm.index.read().map_err(|_| poisoned())?;
-            let code = index
-                .code(id)
-                .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, "unknown_item", e.to_string()))?
-                .to_vec();
-            let floats = index.floats(id).ok().flatten();
-            let path = index.item(id).map(|i| i.path).unwrap_or_default();
-            (code, floats, path)
-        };
+        let arms = state.arms();
+        let arm = &arms[a];
+        let item = lookup(arm, &key).await?;
+        let path = item.path;
         let deadline = started + state.config.timeout;
-        let (results, search_ms) =
-            run_search(&state, arm, code, floats, k, params.rerank, deadline).await?;
+        let (results, search_ms) = run_search(
+            &state,
+            arm,
+            item.code,
+            item.floats,
+            k,
+            params.rerank,
+            deadline,
+        )
+        .await?;
         let query = if path.is_empty() { key.clone() } else { path };
         let searched = Searched {
             request,

@@ -1,32 +1,19 @@
 //! The search thread. Every search of the service (by image and by item) is queued here; the
-//! thread takes whatever is waiting, up to a batch, and answers it with one pass over the codes
-//! ([`Index::search_reranked_batch`]). Alone, a query's scan is split over the configured
+//! thread takes whatever is waiting, up to a batch, and answers it with one call of the arm's
+//! backend ([`Backend::search`]: one pass over the codes of the embedded index, one request to
+//! a Milvus server). Alone, a query's scan is split over the configured
 //! threads for latency; under load, concurrent queries share passes, so a scan of a large index
 //! costs each of them a fraction of a pass instead of a whole one. While images are being
 //! embedded the cores belong to the model: a scan split over threads then only preempts it, so
 //! the scan stays on the search thread alone.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
-use serde::Serialize;
 use tokio::sync::oneshot;
-use unisight_index::{Index, Query, Rerank, ScanOptions};
+use unisight_backend::{Backend, Hit, Query, Rerank};
 
 use crate::pool::InFlight;
-
-/// One result as the API returns it.
-#[derive(Debug, Clone, Serialize)]
-pub struct Hit {
-    /// External key.
-    pub key: String,
-    /// Path or URL of the item's image.
-    pub path: String,
-    /// Hamming distance to the query's code.
-    pub distance: u32,
-    /// Re-ranking score (cosine), when re-ranked.
-    pub score: Option<f32>,
-}
 
 /// A search to run.
 #[derive(Debug)]
@@ -41,14 +28,10 @@ pub struct SearchJob {
     pub mode: Rerank,
 }
 
-/// Why a search produced no results.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SearchError {
-    /// The query does not fit the index (the reason says why).
-    BadQuery(String),
-    /// The index could not be read.
-    Index(String),
-}
+/// Why a search produced no results: the backend's error (a query that does not fit the
+/// index is [`unisight_backend::Error::InvalidInput`], a server out of reach
+/// [`unisight_backend::Error::Unavailable`]).
+pub type SearchError = unisight_backend::Error;
 
 type Reply = oneshot::Sender<Result<Vec<Hit>, SearchError>>;
 
@@ -62,11 +45,11 @@ pub struct SearchQueue {
 }
 
 impl SearchQueue {
-    /// Starts the thread over `index`: at most `queue` searches wait, at most `max_batch` share
+    /// Starts the thread over `backend`: at most `queue` searches wait, at most `max_batch` share
     /// a pass, and each pass is split over `threads` unless `embedding` (images queued or being
     /// embedded, [`crate::pool::EmbedPool::in_flight`]) is above zero.
     pub fn start(
-        index: Arc<RwLock<Index>>,
+        backend: Arc<dyn Backend>,
         queue: usize,
         max_batch: usize,
         threads: usize,
@@ -83,7 +66,7 @@ impl SearchQueue {
                     rerank_factor,
                     embedding,
                 };
-                serve_searches(&index, &receiver, &passes);
+                serve_searches(backend.as_ref(), &receiver, &passes);
             })
             .expect("spawn the search thread");
         SearchQueue { sender }
@@ -118,7 +101,7 @@ struct Passes {
     embedding: InFlight,
 }
 
-fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>, passes: &Passes) {
+fn serve_searches(backend: &dyn Backend, receiver: &Receiver<(SearchJob, Reply)>, passes: &Passes) {
     let rerank_factor = passes.rerank_factor;
     while let Ok(first) = receiver.recv() {
         let mut batch = vec![first];
@@ -128,36 +111,27 @@ fn serve_searches(index: &RwLock<Index>, receiver: &Receiver<(SearchJob, Reply)>
                 Err(_) => break,
             }
         }
-        // a writer that panicked leaves the index unusable: every search says so (and /readyz
-        // answers 503) instead of the thread ending and the queue refusing as if merely busy
-        let Ok(index) = index.read() else {
-            for (_, reply) in batch {
-                let _ = reply.send(Err(SearchError::Index("index lock poisoned".into())));
-            }
-            continue;
-        };
-        let options = &ScanOptions {
-            threads: if passes.embedding.get() > 0 {
-                1
-            } else {
-                passes.threads
-            },
-            ..ScanOptions::default()
+        let threads = if passes.embedding.get() > 0 {
+            1
+        } else {
+            passes.threads
         };
         let queries: Vec<Query> = batch.iter().map(|(job, _)| query_of(job)).collect();
-        let answers = match index.search_reranked_batch(&queries, rerank_factor, options) {
-            Ok(results) => results.into_iter().map(|r| resolve(&index, r)).collect(),
-            // one bad query must not fail the others: answer each on its own
-            Err(_) => queries
-                .iter()
-                .map(|q| {
-                    index
-                        .search_reranked_batch(std::slice::from_ref(q), rerank_factor, options)
-                        .map_err(|e| SearchError::BadQuery(e.to_string()))
-                        .and_then(|mut r| resolve(&index, r.pop().unwrap_or_default()))
-                })
-                .collect::<Vec<_>>(),
-        };
+        let answers: Vec<Result<Vec<Hit>, SearchError>> =
+            match backend.search(&queries, rerank_factor, threads) {
+                Ok(results) => results.into_iter().map(Ok).collect(),
+                // one bad query must not fail the others: answer each on its own (a backend
+                // out of reach fails each of them again, within its deadline)
+                Err(SearchError::InvalidInput(_)) if queries.len() > 1 => queries
+                    .iter()
+                    .map(|q| {
+                        backend
+                            .search(std::slice::from_ref(q), rerank_factor, threads)
+                            .map(|mut r| r.pop().unwrap_or_default())
+                    })
+                    .collect(),
+                Err(e) => (0..queries.len()).map(|_| Err(same_error(&e))).collect(),
+            };
         drop(queries);
         for ((_, reply), answer) in batch.into_iter().zip(answers) {
             // the requester may have timed out and gone: nothing to do then
@@ -175,20 +149,12 @@ fn query_of(job: &SearchJob) -> Query<'_> {
     }
 }
 
-/// Item keys and paths of scored ids.
-fn resolve(index: &Index, scored: Vec<unisight_index::Scored>) -> Result<Vec<Hit>, SearchError> {
-    scored
-        .into_iter()
-        .map(|s| {
-            let item = index
-                .item(s.id)
-                .map_err(|e| SearchError::Index(e.to_string()))?;
-            Ok(Hit {
-                key: item.key,
-                path: item.path,
-                distance: s.distance,
-                score: s.score,
-            })
-        })
-        .collect()
+/// The error of a batch, for each of its searches: same kind, same reason.
+fn same_error(e: &SearchError) -> SearchError {
+    match e {
+        SearchError::InvalidInput(why) => SearchError::InvalidInput(why.clone()),
+        SearchError::Unavailable(why) => SearchError::Unavailable(why.clone()),
+        SearchError::Busy => SearchError::Busy,
+        other => SearchError::Server(other.to_string()),
+    }
 }

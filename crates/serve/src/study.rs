@@ -20,7 +20,7 @@ use crate::app::{ApiError, ApiResult, AppState};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::images::{embed_image, Upload};
 use crate::search::run_search;
-use crate::search_queue::Hit;
+use unisight_backend::Hit;
 
 /// A study the service runs.
 pub struct Study {
@@ -54,6 +54,13 @@ impl Study {
             ratings,
             raters,
             lists: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Forgets the computed result lists (the arms were reloaded: new models, new lists).
+    pub(crate) fn forget_lists(&self) {
+        if let Ok(mut lists) = self.lists.lock() {
+            lists.clear();
         }
     }
 }
@@ -124,7 +131,8 @@ pub struct NextParams {
 
 async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> ApiResult<Vec<Hit>> {
     let name = &study.arms[side];
-    let a = state.arm_named(name).ok_or_else(|| {
+    let arms = state.arms();
+    let a = arms.iter().position(|a| a.name == *name).ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "no_arm",
@@ -147,7 +155,7 @@ async fn list(state: &AppState, study: &Study, trial: usize, side: usize) -> Api
             format!("{}: {e}", query.path),
         )
     })?;
-    let arm = state.arm(a);
+    let arm = &arms[a];
     let deadline = std::time::Instant::now() + state.config.timeout;
     let (embedded, _) = embed_image(state, arm, Upload(bytes.into()), deadline).await?;
     let (hits, _) = run_search(

@@ -1,11 +1,12 @@
-//! `unisight search`: an index by image or by the key of an indexed item.
+//! `unisight search`: an index (a folder or a Milvus collection) by image or by the key of an
+//! indexed item.
 
 use std::io::Write;
 
 use anyhow::{Context, Result};
+use unisight_backend::{Query, RerankRequest};
 use unisight_data::decode::{load_rgb, DecodeLimits};
 use unisight_data::preprocess::embed_image;
-use unisight_index::{Index, RerankRequest, ScanOptions};
 
 use crate::args::{RerankMode, SearchArgs};
 use crate::embedder::{load_model, make_embedder, Backend};
@@ -22,16 +23,15 @@ pub fn run(args: SearchArgs) -> Result<()> {
         rerank_mode,
         json,
     } = args;
-    let index = Index::open(&index)?;
+    let backend = index.open(false, None)?;
     let (code, query_float) = match (&image, &id) {
         (Some(image), _) => embed_one(image, model.as_deref())?,
         (None, Some(key)) => {
-            let item = index
-                .id_of_key(key)?
-                .with_context(|| format!("no item with key {key:?} in the index"))?;
-            let code = index.code(item)?.to_vec();
-            let floats = index.floats(item)?;
-            (code, floats)
+            let item = backend
+                .get(key)
+                .with_context(|| index.to_string())?
+                .with_context(|| format!("no item with key {key:?} in {index}"))?;
+            (item.code, item.floats)
         }
         (None, None) => unreachable!("clap requires one"),
     };
@@ -40,35 +40,37 @@ pub fn run(args: SearchArgs) -> Result<()> {
         (_, RerankMode::Float) => RerankRequest::Float,
         (_, RerankMode::Asymmetric) => RerankRequest::Asymmetric,
     };
-    let mode = index
+    let mode = backend
+        .shape()
         .rerank_for(request, query_float.is_some())
         .context("--rerank-mode float")?;
-    let options = ScanOptions {
-        threads: std::thread::available_parallelism().map_or(1, usize::from),
-        ..ScanOptions::default()
+    let query = Query {
+        code: &code,
+        float: query_float.as_deref(),
+        k,
+        mode,
     };
-    let hits = index.search_reranked(&code, query_float.as_deref(), k, rerank, mode, &options)?;
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let hits = backend
+        .search(&[query], rerank.max(1), threads)
+        .with_context(|| index.to_string())?
+        .pop()
+        .unwrap_or_default();
     let mut stdout = std::io::stdout().lock();
-    let mut rows = Vec::new();
-    for hit in hits {
-        let item = index.item(hit.id)?;
-        rows.push(serde_json::json!({
-            "key": item.key, "path": item.path, "distance": hit.distance, "score": hit.score,
-        }));
-        if !json {
-            let score = hit
-                .score
-                .map(|s| format!("{s:.4}"))
-                .unwrap_or_else(|| "-".into());
-            writeln!(
-                stdout,
-                "{:>5}  {:>8}  {}  {}",
-                hit.distance, score, item.key, item.path
-            )?;
-        }
-    }
     if json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&rows)?)?;
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&hits)?)?;
+        return Ok(());
+    }
+    for hit in hits {
+        let score = hit
+            .score
+            .map(|s| format!("{s:.4}"))
+            .unwrap_or_else(|| "-".into());
+        writeln!(
+            stdout,
+            "{:>5}  {:>8}  {}  {}",
+            hit.distance, score, hit.key, hit.path
+        )?;
     }
     Ok(())
 }

@@ -1,25 +1,28 @@
-//! `unisight serve`: one index, or an experiment file's arms, behind the HTTP service. Both
-//! start their arms the same way ([`start_arm`]): open the index, start one embedding session
-//! per worker, check that the model's codes fit the index.
+//! `unisight serve`: one index (a folder or a Milvus collection), or an experiment file's arms,
+//! behind the HTTP service. Both start their arms the same way ([`start_arm`]): open the
+//! index's backend, start one embedding session per worker, check that the model's codes fit
+//! the index.
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use unisight_backend::IvfSettings;
 use unisight_data::decode::DecodeLimits;
 use unisight_engagement::{EventLog, LogOptions};
 use unisight_experiment::study::read_queries;
 use unisight_experiment::{ExperimentConfig, RaterTokens, RatingsFile};
-use unisight_index::Index;
 use unisight_serve::pool::EmbedPool;
 use unisight_serve::study::Study;
 use unisight_serve::{AppState, Arm, HostCheck, ServiceConfig};
 
 use crate::args::ServeArgs;
 use crate::embedder::{load_model, make_embedder, Backend};
+use crate::index_location::IndexLocation;
 
 /// Embedding sessions of each arm.
+#[derive(Clone)]
 struct ArmWorkers {
     /// Sessions per arm.
     workers: usize,
@@ -27,6 +30,8 @@ struct ArmWorkers {
     threads: usize,
     /// Jobs that may wait per arm.
     queue: usize,
+    /// The inverted file each arm's index folder is searched through (`None`: exact scans).
+    ivf: Option<IvfSettings>,
 }
 
 /// Runs `unisight serve` until Ctrl-C.
@@ -55,20 +60,32 @@ pub fn run(args: ServeArgs) -> Result<()> {
             .search_threads
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         max_search_batch: args.search_batch,
-        ivf: (args.ivf_lists > 0).then_some(unisight_index::IvfSettings {
-            lists: args.ivf_lists,
-            probes: args.ivf_probes,
-        }),
         ..Default::default()
     };
     let workers = ArmWorkers {
         workers: args.workers,
         threads: args.threads,
         queue: args.queue,
+        ivf: (args.ivf_lists > 0).then_some(IvfSettings {
+            lists: args.ivf_lists,
+            probes: args.ivf_probes,
+        }),
     };
     let state = match (&args.experiment, &args.index) {
         (Some(experiment), _) => experiment_state(experiment, &workers, limits, config)
             .with_context(|| experiment.display().to_string())?,
+        (None, _) if args.deployment.is_some() => {
+            let file = args.deployment.clone().unwrap_or_default();
+            let arm = deployed_arm(&file, &workers, limits, &config)?;
+            let reload_config = config.clone();
+            let reloader = move || {
+                deployed_arm(&file, &workers, limits, &reload_config)
+                    .map(|arm| vec![arm])
+                    .map_err(|e| format!("{e:#}"))
+            };
+            AppState::with_arms(vec![arm], AppState::single_arm_assignment(), config)
+                .with_reloader(Box::new(reloader))
+        }
         (None, Some(index)) => {
             let arm = start_arm(
                 "default",
@@ -82,12 +99,6 @@ pub fn run(args: ServeArgs) -> Result<()> {
         }
         (None, None) => return Err(anyhow!("--index or --experiment is needed")),
     };
-    if args.ivf_lists > 0 {
-        eprintln!(
-            "searching through an inverted file: {} lists, {} probed per query (approximate)",
-            args.ivf_lists, args.ivf_probes
-        );
-    }
     unisight_serve::serve_blocking(args.addr, state, |bound| {
         println!("listening on http://{bound}/");
         if token.is_none() {
@@ -101,23 +112,58 @@ pub fn run(args: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-/// One arm: its index (writable when mutations are on), one embedding session per worker,
-/// and the check that the model's codes are the index's width.
+/// A deployment file: the model and the index a service serves.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Deployment {
+    /// Model file (default: the zero-shot model); relative to the file's folder.
+    model: Option<std::path::PathBuf>,
+    /// Index folder (relative to the file's folder) or `milvus://` address.
+    index: String,
+}
+
+/// The one arm a deployment file names, started (model loaded, index opened and checked).
+fn deployed_arm(
+    file: &Path,
+    workers: &ArmWorkers,
+    limits: DecodeLimits,
+    config: &ServiceConfig,
+) -> Result<Arm> {
+    let text = std::fs::read_to_string(file).with_context(|| file.display().to_string())?;
+    let deployment: Deployment =
+        toml::from_str(&text).with_context(|| file.display().to_string())?;
+    let base = file.parent().unwrap_or(Path::new("."));
+    let model = deployment.model.map(|m| base.join(m));
+    let index = match deployment.index.parse::<IndexLocation>() {
+        Ok(IndexLocation::Folder(dir)) => IndexLocation::Folder(base.join(dir)),
+        Ok(milvus) => milvus,
+        Err(e) => return Err(e).with_context(|| format!("{}: key `index`", file.display())),
+    };
+    eprintln!(
+        "{}: serving {} on {index}",
+        file.display(),
+        model
+            .as_deref()
+            .map_or("the zero-shot model".into(), |m| m.display().to_string())
+    );
+    start_arm("default", model.as_deref(), &index, workers, limits, config)
+        .with_context(|| file.display().to_string())
+}
+
+/// One arm: its index's backend (writable when mutations are on), one embedding session per
+/// worker, and the check that the model's codes are the index's width.
 fn start_arm(
     name: &str,
     model: Option<&Path>,
-    index: &Path,
+    index: &IndexLocation,
     workers: &ArmWorkers,
     limits: DecodeLimits,
     config: &ServiceConfig,
 ) -> Result<Arm> {
     let context = || format!("arm `{name}`");
-    let index = if config.token.is_some() {
-        Index::open_writable(index)
-    } else {
-        Index::open(index)
-    }
-    .with_context(context)?;
+    let backend = index
+        .open(config.token.is_some(), workers.ivf)
+        .with_context(context)?;
     let mut embedders = Vec::new();
     for _ in 0..workers.workers.max(1) {
         let (net, model_id) = load_model(model).with_context(context)?;
@@ -129,10 +175,11 @@ fn start_arm(
         )?);
     }
     let bits = embedders[0].spec().code_bytes() * 8;
-    if bits != index.layout().bits {
+    if bits != backend.shape().bits {
         bail!(
-            "arm `{name}`: the model makes {bits}-bit codes but the index holds {}-bit codes",
-            index.layout().bits
+            "arm `{name}`: the model makes {bits}-bit codes but the index {index} holds {}-bit \
+             codes",
+            backend.shape().bits
         );
     }
     // the zero-shot model is made in memory: no file, no size
@@ -143,7 +190,7 @@ fn start_arm(
         None => 0,
     };
     let pool = EmbedPool::start(embedders, workers.queue, limits);
-    Ok(Arm::new(name, index, pool, model_bytes, config)?)
+    Ok(Arm::new(name, backend, pool, model_bytes, config))
 }
 
 /// The service state of an experiment file: every arm's model and index, the log and the
@@ -160,7 +207,7 @@ fn experiment_state(
         arms.push(start_arm(
             &arm.name,
             Some(&arm.model),
-            &arm.index,
+            &IndexLocation::Folder(arm.index.clone()),
             workers,
             limits,
             &config,

@@ -3,7 +3,7 @@
 use super::*;
 
 /// A W3C WebDriver session on chromedriver, driven over its HTTP JSON protocol.
-struct Browser {
+pub(super) struct Browser {
     driver: std::process::Child,
     base: String,
 }
@@ -12,7 +12,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 impl Browser {
     /// Starts chromedriver with headless Chromium, or `None` when either is missing.
-    fn start() -> Option<(Browser, String)> {
+    pub(super) fn start() -> Option<(Browser, String)> {
         let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
             .into_iter()
             .find(|p| Path::new(p).exists())?;
@@ -55,7 +55,7 @@ impl Browser {
         Some((browser, id))
     }
 
-    fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+    pub(super) fn post(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
         let r: serde_json::Value = ureq::post(&format!("{}{path}", self.base))
             .send_json(body)
             .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
@@ -64,7 +64,7 @@ impl Browser {
         r["value"].clone()
     }
 
-    fn get(&self, path: &str) -> serde_json::Value {
+    pub(super) fn get(&self, path: &str) -> serde_json::Value {
         let r: serde_json::Value = ureq::get(&format!("{}{path}", self.base))
             .call()
             .unwrap_or_else(|e| panic!("webdriver {path}: {e}"))
@@ -73,7 +73,7 @@ impl Browser {
         r["value"].clone()
     }
 
-    fn find_all(&self, css: &str) -> Vec<String> {
+    pub(super) fn find_all(&self, css: &str) -> Vec<String> {
         self.post(
             "/elements",
             serde_json::json!({"using": "css selector", "value": css}),
@@ -90,7 +90,7 @@ impl Browser {
         .collect()
     }
 
-    fn text(&self, element: &str) -> String {
+    pub(super) fn text(&self, element: &str) -> String {
         self.get(&format!("/element/{element}/text"))
             .as_str()
             .unwrap_or("")
@@ -98,7 +98,7 @@ impl Browser {
     }
 
     /// Waits until `css` matches at least one element whose text contains `needle`.
-    fn wait_for(&self, css: &str, needle: &str) -> String {
+    pub(super) fn wait_for(&self, css: &str, needle: &str) -> String {
         let started = Instant::now();
         loop {
             if let Some(e) = self

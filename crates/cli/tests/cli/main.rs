@@ -2,12 +2,18 @@
 //!
 //! One test binary; the tests live by concern: [`embed`] (embed, index, search, resume),
 //! [`train`], [`eval`], [`serve`] (HTTP and the load test), [`experiment`] (arms, engagement
-//! log, simulated users) and [`browser`] (the web pages in headless Chromium).
+//! log, simulated users), [`browser`] (the web pages in headless Chromium), [`milvus`] (the
+//! service, search and index commands on a real Milvus server), [`ray`] (sharded embedding on a
+//! real Ray cluster) and [`backfill`] (a new model and collection switched in under load);
+//! `scripts/test.sh` runs the last three inside a loopback-only network namespace.
 
+mod backfill;
 mod browser;
 mod embed;
 mod eval;
 mod experiment;
+mod milvus;
+mod ray;
 mod serve;
 mod train;
 
@@ -116,6 +122,25 @@ fn serve_catalog(
     token: Option<&str>,
     extra: &[&str],
 ) -> Server {
+    let model = embed_catalog(t, catalog);
+    let idx = t.join("idx");
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--model".as_ref(),
+        model.as_os_str(),
+        "--index".as_ref(),
+        idx.as_os_str(),
+        "--image-root".as_ref(),
+        image_root.as_os_str(),
+        "--max-body-mib".as_ref(),
+        "1".as_ref(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    start_server(&args, token)
+}
+
+/// A zero-shot D = 256 model `t/m.safetensors` (returned), the `catalog` folder embedded by it
+/// into `t/emb` and indexed into `t/idx`.
+fn embed_catalog(t: &Path, catalog: &Path) -> PathBuf {
     let model = t.join("m.safetensors");
     ok(unisight()
         .args(["init-model", "--dim", "256", "--out"])
@@ -138,19 +163,7 @@ fn serve_catalog(
         .arg(t.join("idx"))
         .output()
         .unwrap());
-    let idx = t.join("idx");
-    let mut args: Vec<&std::ffi::OsStr> = vec![
-        "--model".as_ref(),
-        model.as_os_str(),
-        "--index".as_ref(),
-        idx.as_os_str(),
-        "--image-root".as_ref(),
-        image_root.as_os_str(),
-        "--max-body-mib".as_ref(),
-        "1".as_ref(),
-    ];
-    args.extend(extra.iter().map(std::ffi::OsStr::new));
-    start_server(&args, token)
+    model
 }
 
 /// Two zero-shot models (different projections) each with its own index of `photos`, and an

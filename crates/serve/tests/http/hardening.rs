@@ -103,7 +103,7 @@ async fn an_index_folder_removed_under_the_service_is_not_ready_and_answers_5xx(
     std::fs::remove_dir_all(&s.index_dir).unwrap();
     let (status, _, ready, _) = send(&s.app, get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
-    assert_eq!(ready["arms"][0]["index_on_disk"], false, "{ready}");
+    assert_eq!(ready["arms"][0]["index_ok"], false, "{ready}");
     let (status, _, json, _) = send(&s.app, add("new", &bearer)).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{json}");
     assert_error(&json, "index_unavailable");

@@ -4,6 +4,7 @@
 //! browser. (The end-to-end tests with real photos, ONNX Runtime and Chromium are in the CLI's
 //! tests.) [`connections`] runs the real listener on loopback against slow and idle clients.
 
+mod admin;
 mod connections;
 mod hardening;
 mod study;
@@ -19,6 +20,7 @@ use http_body_util::BodyExt;
 use image::{Rgb, RgbImage};
 use serde_json::Value;
 use tower::ServiceExt;
+use unisight_backend::Embedded;
 use unisight_core::{
     Architecture, Embedder, Embeddings, ModelSpec, Preprocess, Projection, Result as CoreResult,
 };
@@ -146,8 +148,29 @@ fn service_state(
     let max_body_bytes = config.max_body_bytes;
     let dir = tempfile::tempdir().unwrap();
     let index_dir = dir.path().join("index");
+    write_index(&index_dir, items);
+    let backend = Embedded::open(&index_dir, config.token.is_some(), None).unwrap();
+    let arm = Arm::new(
+        "default",
+        Arc::new(backend),
+        test_pool(max_body_bytes),
+        0,
+        &config,
+    );
+    let mut state = AppState::with_arms(vec![arm], AppState::single_arm_assignment(), config);
+    let log_dir = log.then(|| dir.path().join("log"));
+    if let Some(log_dir) = &log_dir {
+        let (actions, impressions) = open_logs(log_dir, 1 << 20, 2);
+        state = state.with_engagement_log(actions, impressions, 64 << 20);
+    }
+    (state, dir, log_dir)
+}
+
+/// An index in `index_dir` of `items` pictures (`item-0` ...), embedded by the test embedder,
+/// with float embeddings.
+fn write_index(index_dir: &std::path::Path, items: u8) {
     let mut index = Index::create(
-        &index_dir,
+        index_dir,
         IndexConfig {
             bits: DIM,
             floats: Some((DIM, FloatKind::F32)),
@@ -171,25 +194,16 @@ fn service_state(
         })
         .collect();
     index.add(&new).unwrap();
-    drop(index);
-    let index = match config.token {
-        Some(_) => Index::open_writable(&index_dir).unwrap(),
-        None => Index::open(&index_dir).unwrap(),
-    };
+}
+
+/// A started pool of one test embedder, taking images up to `max_body_bytes`.
+fn test_pool(max_body_bytes: usize) -> EmbedPool {
     let limits = DecodeLimits {
         max_file_bytes: max_body_bytes as u64,
         max_pixels: 1_000_000,
         ..DecodeLimits::default()
     };
-    let pool = EmbedPool::start(vec![Box::new(TestEmbedder::new())], 4, limits);
-    let arm = Arm::new("default", index, pool, 0, &config).unwrap();
-    let mut state = AppState::with_arms(vec![arm], AppState::single_arm_assignment(), config);
-    let log_dir = log.then(|| dir.path().join("log"));
-    if let Some(log_dir) = &log_dir {
-        let (actions, impressions) = open_logs(log_dir, 1 << 20, 2);
-        state = state.with_engagement_log(actions, impressions, 64 << 20);
-    }
-    (state, dir, log_dir)
+    EmbedPool::start(vec![Box::new(TestEmbedder::new())], 4, limits)
 }
 
 /// The two streams of an engagement log in `dir` (`engagement` and `engagement.impressions`),
