@@ -65,11 +65,13 @@ def run_shard(index, count, unisight, model_bytes, model_name, input_path, root,
     command = [unisight, "embed", "--input", input_path, "--out", os.path.join(scratch, "out"),
                "--shard", f"{index}/{count}", "--threads", str(threads)]
     if model_bytes is not None:
-        model = os.path.join(scratch, model_name)
+        # one copy per node and job, written whole before it is used
+        model = os.path.join(os.path.dirname(scratch), model_name)
         if not os.path.exists(model):
-            with open(model + ".part", "wb") as f:
+            part = f"{model}.{os.getpid()}.part"
+            with open(part, "wb") as f:
                 f.write(model_bytes)
-            os.replace(model + ".part", model)
+            os.replace(part, model)
         command += ["--model", model]
     if root:
         command += ["--root", root]

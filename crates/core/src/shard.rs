@@ -77,7 +77,7 @@ pub fn load_parts(dirs: &[PathBuf]) -> Result<Vec<EmbeddingSet>> {
     };
     let first_dir = &dirs[0];
     for (dir, (_, meta)) in dirs.iter().zip(&parts).skip(1) {
-        if meta.model != first.model || meta.dim != first.dim {
+        if weights_of(&meta.model) != weights_of(&first.model) || meta.dim != first.dim {
             return Err(Error::malformed(
                 dir,
                 format!(
@@ -160,6 +160,13 @@ fn check_shards(dirs: &[PathBuf], parts: &[(EmbeddingSet, EmbedMeta)]) -> Result
     Ok(())
 }
 
+/// The part of a model id that names the weights: a model file's id is `PATH#CRC32C` of its
+/// bytes, and the same file at another path (another machine's copy, a Ray worker's) is the
+/// same model.
+fn weights_of(model: &str) -> &str {
+    model.rsplit_once('#').map_or(model, |(_, crc)| crc)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,6 +241,12 @@ mod tests {
         // another model, an id in two folders, a plain part among shards
         folder(&d("other-model"), &["x"], "m2", s(1));
         assert!(refused(&[d("s0"), d("other-model")]).contains("one index holds one model"));
+        // the same model file at two paths (two machines) is one model; other bytes are not
+        folder(&d("p0"), &["a"], "/node-a/m.safetensors#0badf00d", s(0));
+        folder(&d("p1"), &["c"], "/node-b/m.safetensors#0badf00d", s(1));
+        assert_eq!(load_parts(&[d("p0"), d("p1")]).unwrap().len(), 2);
+        folder(&d("p2"), &["c"], "/node-a/m.safetensors#12345678", s(1));
+        assert!(refused(&[d("p0"), d("p2")]).contains("one index holds one model"));
         folder(&d("dup"), &["b"], "m", s(1));
         assert!(refused(&[d("s0"), d("dup")]).contains("item `b` is also in"));
         folder(&d("plain"), &["z"], "m", None);

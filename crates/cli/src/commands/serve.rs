@@ -140,7 +140,7 @@ fn deployed_arm(
         Err(e) => return Err(e).with_context(|| format!("{}: key `index`", file.display())),
     };
     eprintln!(
-        "{}: serving {} on {index}",
+        "{}: starting {} on {index}",
         file.display(),
         model
             .as_deref()

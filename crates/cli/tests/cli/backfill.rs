@@ -153,6 +153,7 @@ fn a_backfill_switches_model_and_collection_without_a_failed_request() {
     let load_log = load.wait_with_output().unwrap();
     let load_out = String::from_utf8_lossy(&load_log.stdout);
     assert!(load_log.status.success(), "{load_out}");
+    eprintln!("load test across the back-fill:\n{load_out}");
     // every answer of the load test was a 200: not one failed request during the switch
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(t.join("load.json")).unwrap()).unwrap();
