@@ -81,6 +81,27 @@ impl LocalServer {
         Ok(server)
     }
 
+    /// [`LocalServer::start`] with the repository's launcher, for tests: `None` (with
+    /// "skipped: why" printed) outside a loopback-only namespace, unless
+    /// `UNISIGHT_REQUIRE_MILVUS=1` makes that a failure.
+    ///
+    /// # Panics
+    /// When the server cannot start and one is required, or for any reason but isolation.
+    pub fn start_or_skip(data: &Path, port: u16, health_port: u16) -> Option<Self> {
+        let launcher = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/milvus_server.py");
+        match Self::start(&launcher, data, port, health_port) {
+            Ok(server) => Some(server),
+            Err(e) => {
+                let required = std::env::var("UNISIGHT_REQUIRE_MILVUS").is_ok_and(|v| v == "1");
+                if required || !matches!(e, LocalServerError::NotIsolated(_)) {
+                    panic!("a Milvus server is needed here: {e}");
+                }
+                eprintln!("skipped: {e}");
+                None
+            }
+        }
+    }
+
     /// The `milvus://` address of `collection` on this server.
     pub fn url(&self, collection: &str) -> String {
         format!("milvus://127.0.0.1:{}/{collection}", self.port)

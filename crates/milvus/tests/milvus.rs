@@ -5,39 +5,19 @@
 //! Outside such a namespace, or without the package, the test prints `skipped: why` and passes,
 //! unless `UNISIGHT_REQUIRE_MILVUS=1` (CI) makes that a failure.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unisight_backend::{Backend, Embedded, Error, NewItem, Query, Rerank, Shape};
 use unisight_index::{FloatKind, Index, IndexConfig};
-use unisight_milvus::local_server::{LocalServer, LocalServerError};
+use unisight_milvus::local_server::LocalServer;
 use unisight_milvus::{Milvus, MilvusUrl, ServerIndex};
 
 const BITS: usize = 256;
 const DIM: usize = 64;
 const ITEMS: usize = 3_000;
 const PORT: u16 = 19530;
-
-fn launcher() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/milvus_server.py")
-}
-
-/// A running server, or `None` (with the reason printed) where none can run.
-fn server(data: &std::path::Path) -> Option<LocalServer> {
-    match LocalServer::start(&launcher(), data, PORT, 9091) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let required = std::env::var("UNISIGHT_REQUIRE_MILVUS").is_ok_and(|v| v == "1");
-            if required || !matches!(e, LocalServerError::NotIsolated(_)) {
-                panic!("a Milvus server is needed here: {e}");
-            }
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
-}
 
 struct Catalog {
     keys: Vec<String>,
@@ -109,7 +89,8 @@ fn distances(hits: &[unisight_backend::Hit]) -> Vec<u32> {
 #[test]
 fn milvus_backend_against_a_real_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(mut server) = server(&tmp.path().join("milvus")) else {
+    let Some(mut server) = LocalServer::start_or_skip(&tmp.path().join("milvus"), PORT, 9091)
+    else {
         return;
     };
     let shape = Shape {

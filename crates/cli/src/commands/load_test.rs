@@ -42,6 +42,10 @@ pub struct Settings {
     /// The server, http://127.0.0.1:PORT or http://localhost:PORT (nothing else).
     #[arg(long)]
     url: String,
+    /// A second server measured in the same run, each level right after the first's (the same
+    /// catalog on another backend, say): the report adds its rate and p99 over the first's.
+    #[arg(long)]
+    compare_url: Option<String>,
     /// items.jsonl of the indexed embedding folder (its `id` fields are the keys searched by).
     #[arg(long)]
     items: Option<PathBuf>,
@@ -93,6 +97,8 @@ pub struct Settings {
 /// One level's outcome.
 #[derive(Debug, Serialize)]
 struct Level {
+    /// `url`, or `compare` for `--compare-url`.
+    target: &'static str,
     concurrency: usize,
     requests: usize,
     per_second: f64,
@@ -125,6 +131,20 @@ struct Report {
     anchors: Vec<Anchor>,
     /// Per round: the best search by image rate over the anchor.
     image_x_model_only: Vec<f64>,
+    /// With `--compare-url`: each level of the second server against the first's.
+    compare_x_url: Vec<Comparison>,
+}
+
+/// One level of `--compare-url` against the same level of `--url`.
+#[derive(Debug, Serialize)]
+struct Comparison {
+    kind: &'static str,
+    concurrency: usize,
+    round: usize,
+    /// Requests per second of the second server over the first's.
+    per_second_ratio: f64,
+    p99_ms_url: f64,
+    p99_ms_compare: f64,
 }
 
 /// Runs every kind at every level, prints a line per level, writes the JSON report when asked,
@@ -134,6 +154,10 @@ struct Report {
 /// A non-loopback URL, bad settings, unreadable items or photos, or failures seen.
 pub fn run(settings: &Settings) -> Result<()> {
     let base = loopback_base(&settings.url)?;
+    let mut targets = vec![("url", base)];
+    if let Some(url) = &settings.compare_url {
+        targets.push(("compare", loopback_base(url)?));
+    }
     if !(settings.seconds > 0.0 && settings.seconds <= 120.0) {
         bail!("--seconds must be in (0, 120]");
     }
@@ -156,6 +180,7 @@ pub fn run(settings: &Settings) -> Result<()> {
     }
     let mut results: BTreeMap<String, Vec<Level>> = BTreeMap::new();
     let mut failures = Vec::new();
+    let mut comparisons = Vec::new();
     let mut anchors = Vec::new();
     let mut ratios = Vec::new();
     for round in 1..=settings.rounds {
@@ -163,50 +188,42 @@ pub fn run(settings: &Settings) -> Result<()> {
         let mut best_image: Option<f64> = None;
         for &kind in &settings.kinds {
             for &concurrency in &settings.levels {
-                let plan = Plan {
-                    base: &base,
-                    kind,
-                    k: settings.k,
-                    keys: &keys,
-                    photos: &photos,
-                };
-                let server_before = settings.server_pid.map(cpu_seconds_of);
-                let mut level = run_level(
-                    &plan,
-                    concurrency,
-                    Duration::from_secs_f64(settings.seconds),
-                );
-                level.round = round;
-                level.server_cpu_ms_per_request =
-                    settings.server_pid.zip(server_before).map(|(pid, before)| {
-                        (cpu_seconds_of(pid) - before) * 1e3 / level.requests.max(1) as f64
+                let mut pair = Vec::new();
+                for (target, base) in &targets {
+                    let plan = Plan {
+                        base,
+                        kind,
+                        k: settings.k,
+                        keys: &keys,
+                        photos: &photos,
+                    };
+                    let level =
+                        measure_level(&plan, settings, target, concurrency, round, &mut failures);
+                    if kind == Kind::Image && *target == "url" {
+                        best_image = Some(best_image.unwrap_or(0.0).max(level.per_second));
+                    }
+                    pair.push((level.per_second, level.p99_ms));
+                    results
+                        .entry(kind.title().to_owned())
+                        .or_default()
+                        .push(level);
+                }
+                if let [(rate, p99), (rate2, p99_2)] = pair[..] {
+                    let ratio = rate2 / rate.max(1e-9);
+                    println!(
+                        "{:22} concurrency {concurrency:2}: compare / url {ratio:.2}x req/s, p99 \
+                         {p99:.2} ms vs {p99_2:.2} ms",
+                        kind.title()
+                    );
+                    comparisons.push(Comparison {
+                        kind: kind.title(),
+                        concurrency,
+                        round,
+                        per_second_ratio: ratio,
+                        p99_ms_url: p99,
+                        p99_ms_compare: p99_2,
                     });
-                let server = level
-                    .server_cpu_ms_per_request
-                    .map(|ms| format!("  server {ms:.2} cpu-ms/request"))
-                    .unwrap_or_default();
-                println!(
-                    "{:22} concurrency {concurrency:2}: {:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  \
-                     statuses {:?}  connection errors {}  client {:.3} cpu-ms/request{server}",
-                    kind.title(),
-                    level.per_second,
-                    level.p50_ms,
-                    level.p99_ms,
-                    level.statuses,
-                    level.connection_errors,
-                    level.client_cpu_ms_per_request,
-                );
-                if level.connection_errors > 0 || level.statuses.keys().any(|s| s.starts_with('5'))
-                {
-                    failures.push((kind.title().to_owned(), concurrency));
                 }
-                if kind == Kind::Image {
-                    best_image = Some(best_image.unwrap_or(0.0).max(level.per_second));
-                }
-                results
-                    .entry(kind.title().to_owned())
-                    .or_default()
-                    .push(level);
             }
         }
         if let Some(before) = before {
@@ -255,6 +272,7 @@ pub fn run(settings: &Settings) -> Result<()> {
         failures,
         anchors,
         image_x_model_only: ratios,
+        compare_x_url: comparisons,
     };
     if let Some(path) = &settings.json {
         unisight_core::atomic::atomic_write_bytes(path, &serde_json::to_vec_pretty(&report)?)
@@ -268,6 +286,50 @@ pub fn run(settings: &Settings) -> Result<()> {
     }
     println!("no 5xx, no dropped connections");
     Ok(())
+}
+
+/// One level against one server: run, printed, and recorded as a failure when any answer was a
+/// 5xx or a connection dropped.
+fn measure_level(
+    plan: &Plan<'_>,
+    settings: &Settings,
+    target: &'static str,
+    concurrency: usize,
+    round: usize,
+    failures: &mut Vec<(String, usize)>,
+) -> Level {
+    let server_before = settings.server_pid.map(cpu_seconds_of);
+    let mut level = run_level(plan, concurrency, Duration::from_secs_f64(settings.seconds));
+    level.target = target;
+    level.round = round;
+    level.server_cpu_ms_per_request = settings
+        .server_pid
+        .zip(server_before)
+        .map(|(pid, before)| (cpu_seconds_of(pid) - before) * 1e3 / level.requests.max(1) as f64);
+    let server = level
+        .server_cpu_ms_per_request
+        .map(|ms| format!("  server {ms:.2} cpu-ms/request"))
+        .unwrap_or_default();
+    let which = if settings.compare_url.is_some() {
+        format!("[{target}] ")
+    } else {
+        String::new()
+    };
+    println!(
+        "{which}{:22} concurrency {concurrency:2}: {:8.1} req/s  p50 {:7.2} ms  p99 {:7.2} ms  \
+         statuses {:?}  connection errors {}  client {:.3} cpu-ms/request{server}",
+        plan.kind.title(),
+        level.per_second,
+        level.p50_ms,
+        level.p99_ms,
+        level.statuses,
+        level.connection_errors,
+        level.client_cpu_ms_per_request,
+    );
+    if level.connection_errors > 0 || level.statuses.keys().any(|s| s.starts_with('5')) {
+        failures.push((format!("{which}{}", plan.kind.title()), concurrency));
+    }
+    level
 }
 
 /// The round's model-only anchor with `--anchor-model`: images per second at batch 1, the
@@ -400,6 +462,7 @@ fn run_level(plan: &Plan<'_>, concurrency: usize, length: Duration) -> Level {
         }
     }
     Level {
+        target: "url",
         concurrency,
         requests: latencies.len(),
         per_second: latencies.len() as f64 / elapsed,

@@ -8,27 +8,15 @@
 //! (`scripts/netns.sh`); elsewhere it says "skipped: why", or fails with
 //! `UNISIGHT_REQUIRE_MILVUS=1`.
 
-use unisight_milvus::local_server::{LocalServer, LocalServerError};
+use unisight_milvus::local_server::LocalServer;
 
 use super::browser::Browser;
 use super::*;
 
 /// A Milvus server with its data in `data`, gRPC on `port` and health on `health_port` (each
-/// test its own: the backend crate's test uses 19530/9091), or `None` (with the reason printed)
-/// where none can run and none is required.
+/// test its own: the backend crate's test uses 19530/9091); see [`LocalServer::start_or_skip`].
 pub(super) fn milvus_server(data: &Path, port: u16, health_port: u16) -> Option<LocalServer> {
-    let launcher = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/milvus_server.py");
-    match LocalServer::start(&launcher, data, port, health_port) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            let required = std::env::var("UNISIGHT_REQUIRE_MILVUS").is_ok_and(|v| v == "1");
-            if required || !matches!(e, LocalServerError::NotIsolated(_)) {
-                panic!("a Milvus server is needed here: {e}");
-            }
-            eprintln!("skipped: {e}");
-            None
-        }
-    }
+    LocalServer::start_or_skip(data, port, health_port)
 }
 
 /// `unisight search --json` of `key` on `index` (a folder or a Milvus address): (key,
