@@ -77,6 +77,12 @@ pub enum Command {
     },
     /// Search an index by image or by the key of an indexed item.
     Search(SearchArgs),
+    /// Scatter-gather simulation: random codes split over shard processes behind a merging
+    /// front; latency and throughput per number of shards (the capacity plan's measurements).
+    BenchScatter(BenchScatterArgs),
+    /// One shard of `bench-scatter`: answers batches of queries on stdin (internal).
+    #[command(hide = true)]
+    ShardWorker(ShardWorkerArgs),
 }
 
 /// Arguments of `unisight embed`.
@@ -452,6 +458,58 @@ pub struct SimulateUsersArgs {
     /// Also write the counts here (JSON).
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+/// Arguments of `unisight bench-scatter`.
+#[derive(Debug, Args)]
+pub struct BenchScatterArgs {
+    /// Items (random codes) in the whole catalog.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub items: usize,
+    /// Code width.
+    #[arg(long, default_value_t = 256)]
+    pub bits: usize,
+    /// Shard counts to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    pub shards: Vec<usize>,
+    /// Queries (random codes), each sent to every shard.
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+    /// Queries per batch in the throughput run.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Lists of each shard's inverted file (0: exact scans).
+    #[arg(long, default_value_t = 0)]
+    pub ivf_lists: usize,
+    /// Lists probed per query in each shard.
+    #[arg(long, default_value_t = 16)]
+    pub ivf_probes: usize,
+    /// Seed of the codes and queries.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Folder for the shards' index folders (removed after each shard count).
+    #[arg(long, default_value = "out/bench-scatter")]
+    pub work: PathBuf,
+    /// Also write the measurements here (JSON).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Arguments of `unisight shard-worker`.
+#[derive(Debug, Args)]
+pub struct ShardWorkerArgs {
+    /// The shard's index folder.
+    #[arg(long)]
+    pub index: PathBuf,
+    /// Lists of its inverted file (0: exact scans).
+    #[arg(long, default_value_t = 0)]
+    pub ivf_lists: usize,
+    /// Lists probed per query.
+    #[arg(long, default_value_t = 16)]
+    pub ivf_probes: usize,
 }
 
 /// Arguments of `unisight search`.

@@ -36,6 +36,8 @@ fn run(command: Command) -> Result<()> {
         Command::Experiment { command } => experiment::run_experiment(command),
         Command::Study { command } => experiment::run_study(command),
         Command::Search(args) => search::run(args),
+        Command::BenchScatter(args) => scatter::run(&args),
+        Command::ShardWorker(args) => scatter::worker(&args),
     }
 }
 

@@ -477,7 +477,8 @@ fn run_level(plan: &Plan<'_>, concurrency: usize, length: Duration) -> Level {
 }
 
 /// Nearest-rank percentile of sorted values (NaN when empty).
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p`th percentile of sorted values (nearest rank; NaN for none).
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -9,6 +9,7 @@ pub mod fashion_mnist;
 pub mod index;
 pub mod load_test;
 pub mod model;
+pub mod scatter;
 pub mod search;
 pub mod serve;
 pub mod simulate_users;
