@@ -19,7 +19,9 @@ tasks. Ray's own setup (token authentication, loopback-only tests) is in docs/sc
 """
 
 import argparse
+import hashlib
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -94,6 +96,8 @@ def run_shard(index, count, unisight, model_bytes, model_name, input_path, root,
         if os.path.exists(path):
             with open(path, "rb") as f:
                 files[name] = f.read()
+    # the shard travels back through the object store; the worker keeps no copy
+    shutil.rmtree(scratch, ignore_errors=True)
     return {"index": index, "attempts": attempts, "files": files}
 
 
@@ -128,17 +132,20 @@ def main():
 
     ray.init(address=args.address, logging_level="WARNING", log_to_driver=False)
     model_bytes = None
+    model_name = "zero-shot"
     if args.model:
         with open(args.model, "rb") as f:
             model_bytes = f.read()
+        # named by its bytes: a worker never reuses another model's copy
+        model_name = hashlib.sha256(model_bytes).hexdigest()[:16] + "-" + os.path.basename(args.model)
     model_ref = ray.put(model_bytes)
-    # the job's name keys the workers' scratch folders, so a retry resumes its own shard
-    job = os.path.basename(work.rstrip("/")) + f"-{args.shards}"
+    # this run's name keys the workers' scratch folders, so a retry resumes its own shard
+    job = f"{os.path.basename(work.rstrip('/'))}-{args.shards}-{secrets.token_hex(4)}"
     task = ray.remote(run_shard).options(
         num_cpus=args.cpus_per_shard, max_retries=args.max_retries, retry_exceptions=True)
     pending = {
         task.remote(i, args.shards, os.path.abspath(args.unisight), model_ref,
-                    os.path.basename(args.model or "zero-shot"), os.path.abspath(args.input),
+                    model_name, os.path.abspath(args.input),
                     os.path.abspath(args.root) if args.root else None, args.threads, job): i
         for i in todo
     }
@@ -161,6 +168,9 @@ def main():
         print(f"{args.shards - len(pending) - len(failed)}/{args.shards} shards done, "
               f"{time.monotonic() - started:.0f} s", flush=True)
     ray.shutdown()
+    done = args.shards - len(failed)
+    print(f"{done}/{args.shards} shards kept; {time.monotonic() - started:.1f} s on the cluster",
+          flush=True)
     if failed:
         print(f"{len(failed)} shards failed ({failed}); the index was not built. Run the same "
               f"command again to retry them (finished shards are kept in {work}/shards)",
