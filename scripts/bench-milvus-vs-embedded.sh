@@ -31,7 +31,8 @@ for _ in $(seq 120); do [ -f "$out/milvus.ready" ] && break; sleep 1; done
 "$bin" index build --floats f32 --from "$out/emb" --out milvus://127.0.0.1:19530/bench
 
 photos=$out/photos; mkdir -p "$photos"
-find "$catalog/test" -name '*.jpg' | sort | head -64 | while read -r f; do
+mapfile -t jpegs < <(find "$catalog/test" -name '*.jpg' | sort)
+for f in "${jpegs[@]:0:64}"; do
   cp "$f" "$photos/$(basename "$(dirname "$f")")_$(basename "$f")"
 done
 serve() { # INDEX PORT
