@@ -108,6 +108,8 @@ pub fn run(args: &BenchScatterArgs) -> Result<()> {
             a.iter().map(|r| r.iter().map(|h| h.0).collect()).collect()
         };
         match &reference {
+            // an inverted file per shard is approximate: other splits find other candidates
+            _ if args.ivf_lists > 0 => {}
             Some(r) if distances(r) != distances(&answers) => {
                 bail!(
                     "{count} shards answer other distances than {} shards",
@@ -158,7 +160,11 @@ pub fn run(args: &BenchScatterArgs) -> Result<()> {
             r.batch_per_second
         );
     }
-    println!("every shard count gave the distances one shard gives");
+    if args.ivf_lists == 0 {
+        println!("every shard count gave the distances one shard gives");
+    } else {
+        println!("(approximate: answers of different shard counts are not compared)");
+    }
     if let Some(path) = &args.json {
         unisight_core::atomic::atomic_write_bytes(path, &serde_json::to_vec_pretty(&rows)?)
             .with_context(|| path.display().to_string())?;
