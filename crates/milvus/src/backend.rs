@@ -18,6 +18,10 @@ use crate::collection::{self, ServerIndex, CODE, FLOATS, KEY, MAX_KEY, MAX_PATH,
 use crate::shortlist::{hits_of, rescore};
 use crate::url::MilvusUrl;
 
+mod reads;
+
+use reads::key_filter;
+
 /// Most results Milvus returns for one query (its `topk` limit).
 const MAX_TOPK: usize = 16_384;
 /// Rows sent in one insert request (well under the server's 64 MiB message limit).
@@ -37,15 +41,12 @@ pub struct Milvus {
     /// and the insert itself must not interleave with another's (Milvus does not refuse a
     /// second row with the same primary key).
     writer: Mutex<()>,
-    /// When this process last added or removed: reads within [`READ_YOUR_WRITES`] of it are
-    /// strong, so an acknowledged change is seen at once (session reads did not see a delete
-    /// of this same client on the 2.3.5 server, tested); later reads are session reads, which
-    /// skip the strong read's wait for the server's time tick (about 200 ms a lookup).
+    /// When this process last added or removed: reads within [`reads::READ_YOUR_WRITES`] of
+    /// it are strong, so an acknowledged change is seen at once (session reads did not see a
+    /// delete of this same client on the 2.3.5 server, tested); later reads are session reads,
+    /// which skip the strong read's wait for the server's time tick (about 200 ms a lookup).
     last_write: Mutex<Option<Instant>>,
 }
-
-/// How long after this process's own change its reads stay strong.
-const READ_YOUR_WRITES: Duration = Duration::from_secs(1);
 
 /// Server versions this backend was tested against: 2.3.x (`milvus==2.3.5`) and later 2.x.
 fn version_supported(version: &str) -> bool {
@@ -277,55 +278,6 @@ impl Milvus {
         }
         Ok(())
     }
-
-    /// The consistency of a lookup or search now: strong right after this process's own
-    /// change, session otherwise ([`Milvus::last_write`]).
-    fn read_consistency(&self) -> ConsistencyLevel {
-        let recent = self
-            .last_write
-            .lock()
-            .ok()
-            .and_then(|w| *w)
-            .is_some_and(|at| at.elapsed() < READ_YOUR_WRITES);
-        if recent {
-            ConsistencyLevel::Strong
-        } else {
-            ConsistencyLevel::Session
-        }
-    }
-
-    /// Notes a change of this process, for [`Milvus::read_consistency`].
-    fn wrote(&self) {
-        if let Ok(mut at) = self.last_write.lock() {
-            *at = Some(Instant::now());
-        }
-    }
-
-    /// The stored rows of `keys` (those that exist), read at `consistency`: strong where
-    /// another writer's rows must be seen (the duplicate check of an add), else
-    /// [`Milvus::read_consistency`] (a strong lookup waits for the server's time tick, about
-    /// 200 ms: `scripts/bench-milvus-vs-embedded.sh` measured 200 ms against 11 ms).
-    fn fetch(
-        &self,
-        keys: Vec<String>,
-        fields: Vec<&'static str>,
-        consistency: ConsistencyLevel,
-    ) -> Result<QueryResults> {
-        let (client, name) = (self.client.clone(), self.url.collection.clone());
-        let response = self.bridge.call("get", async move {
-            client
-                .query(
-                    QueryRequest::builder()
-                        .collection_name(name)
-                        .filter(key_filter(&keys))
-                        .output_fields(fields)
-                        .consistency_level(consistency)
-                        .build()?,
-                )
-                .await
-        })?;
-        Ok(response.results().clone())
-    }
 }
 
 /// A client of the server of `url`, on a runtime of its own, after checking the server's
@@ -401,34 +353,6 @@ fn load(bridge: &Bridge, client: &Arc<ClientV2>, name: &str) -> Result<()> {
             )
             .await
     })
-}
-
-/// `key in ["k1", "k2"]` with every key quoted as a string literal of Milvus's expression
-/// language. A Milvus 2.3 server does not take the filter templates the client sends for
-/// lookups by primary key, so the keys travel inside the expression, escaped: a key is data,
-/// never part of the expression.
-fn key_filter(keys: &[String]) -> String {
-    let mut filter = format!("{KEY} in [");
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            filter.push(',');
-        }
-        filter.push('"');
-        for c in key.chars() {
-            match c {
-                '"' => filter.push_str("\\\""),
-                '\\' => filter.push_str("\\\\"),
-                '\n' => filter.push_str("\\n"),
-                '\r' => filter.push_str("\\r"),
-                '\t' => filter.push_str("\\t"),
-                c if c.is_control() => filter.push_str(&format!("\\u{:04x}", c as u32)),
-                c => filter.push(c),
-            }
-        }
-        filter.push('"');
-    }
-    filter.push(']');
-    filter
 }
 
 fn column<'a>(results: &'a QueryResults, name: &str) -> Result<&'a FieldData> {
@@ -705,17 +629,7 @@ impl Backend for Milvus {
 
 #[cfg(test)]
 mod tests {
-    use super::{key_filter, version_supported};
-
-    #[test]
-    fn keys_are_quoted_as_data() {
-        let keys = [
-            "plain".to_string(),
-            "a\"b\\c\nd".to_string(),
-            "ü".to_string(),
-        ];
-        assert_eq!(key_filter(&keys), r#"key in ["plain","a\"b\\c\nd","ü"]"#);
-    }
+    use super::version_supported;
 
     #[test]
     fn versions_from_2_3_on_are_served() {

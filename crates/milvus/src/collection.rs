@@ -1,5 +1,5 @@
-//! The collection a Milvus backend keeps: its schema, made by [`create`] and checked by
-//! [`check`] before a backend serves it, so a collection of another width, metric or layout is
+//! The collection a Milvus backend keeps: its schema, made by [`crate::Milvus::create`] and
+//! checked before a backend serves it, so a collection of another width, metric or layout is
 //! refused with what is wrong instead of answering searches with nonsense.
 //!
 //! One collection per catalog and model:

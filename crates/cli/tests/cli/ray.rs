@@ -1,7 +1,7 @@
 //! Sharded embedding on a real two-node Ray cluster (`pip install 'ray[data]==2.60.0'`) with
-//! `scripts/ray_embed.py`: the Grocery Store photos embedded as shards by Ray tasks, one task's
-//! worker killed mid-shard (its shard retried and resumed), and the index built from the shards
-//! holding every photo exactly once, code for code what one `unisight embed` gives.
+//! `scripts/ray_embed.py`: the 5,502 Grocery Store photos embedded as shards by Ray tasks, one
+//! task's worker killed mid-shard (its shard retried and resumed), and the index built from the
+//! shards holding every photo exactly once, code for code what one `unisight embed` gives.
 //!
 //! `scripts/test.sh` runs this module inside a loopback-only network namespace
 //! (`scripts/netns.sh`): Ray uses the host's own address for some traffic whatever it is told.
@@ -137,7 +137,8 @@ fn ray_embeds_every_photo_once_through_a_killed_worker() {
     let Some(cluster) = ray_cluster(&scratch, 6391) else {
         return;
     };
-    let photos = grocery.join("test");
+    // every photo of the data set: train, val, test and the catalog's iconic images
+    let photos = grocery;
     let model = t.join("m.safetensors");
     ok(unisight()
         .args(["init-model", "--dim", "256", "--out"])
