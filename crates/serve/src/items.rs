@@ -154,8 +154,8 @@ pub(crate) async fn add_item(
         }
         let key = params.key.clone();
         let path = params.path.clone().unwrap_or_else(|| params.key.clone());
-        // each backend commits (an index: write, fsync, rename; Milvus: a flushed insert)
-        // before this returns
+        // each backend commits before this returns (an index: write, fsync, rename; Milvus: an
+        // acknowledged insert, which a server restart keeps)
         blocking(move || {
             for (arm, e) in arms.iter().zip(&embedded) {
                 let floats = arm
