@@ -118,7 +118,13 @@ fn killed_writer_loses_nothing_committed() {
         }
         // every acknowledged item is there with its code intact; nothing else is live except
         // possibly the one batch committed but not yet acknowledged when the kill came
-        let index = Index::open(dir.path()).unwrap_or_else(|e| panic!("run {run}: {e}"));
+        let index = match Index::open(dir.path()) {
+            Ok(index) => index,
+            // killed before it had made the index (a slow start on a loaded machine, seen in
+            // CI): nothing was acknowledged, so nothing can be lost
+            Err(Error::NotAnIndex { .. }) if live.is_empty() => continue,
+            Err(e) => panic!("run {run}: {e}"),
+        };
         for &id in live.iter().filter(|&&id| Some(id) != maybe_removed) {
             let code = index
                 .code(id)
