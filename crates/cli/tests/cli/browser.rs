@@ -97,6 +97,25 @@ impl Browser {
             .to_string()
     }
 
+    /// Runs `script` in the page until its value satisfies `done` (or 30 s pass); returns the last value.
+    pub(super) fn wait_until(
+        &self,
+        script: &str,
+        done: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let value = self.post(
+                "/execute/sync",
+                serde_json::json!({"script": script, "args": []}),
+            );
+            if done(&value) || started.elapsed() > Duration::from_secs(30) {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Waits until `css` matches at least one element whose text contains `needle`.
     pub(super) fn wait_for(&self, css: &str, needle: &str) -> String {
         let started = Instant::now();
@@ -160,10 +179,10 @@ fn web_page_searches_an_uploaded_photo_in_headless_chromium() {
         "{}",
         browser.text(&hits[0])
     );
-    // thumbnails loaded from the image route
-    let loaded = browser.post(
-        "/execute/sync",
-        serde_json::json!({"script": "return [...document.querySelectorAll('.hit img')].filter(i => i.complete && i.naturalWidth > 0).length", "args": []}),
+    // thumbnails load from the image route (asynchronously, after the results show)
+    let loaded = browser.wait_until(
+        "return [...document.querySelectorAll('.hit img')].filter(i => i.complete && i.naturalWidth > 0).length",
+        |v| v.as_u64().unwrap_or(0) >= 1,
     );
     assert!(loaded.as_u64().unwrap() >= 1, "{loaded}");
     if let Ok(path) = std::env::var("UNISIGHT_SCREENSHOT") {
