@@ -8,6 +8,7 @@
 //!   ONNX Runtime (`unisight-embed`) and burn (`unisight-model`);
 //! - [`atomic`]: the temp-file, fsync, rename, fsync-dir helper every writer uses;
 //! - [`artifacts`]: the embedding folder (`embeddings.npy`, `codes.npy`, `items.jsonl`, `meta.json`);
+//! - [`progress`]: long work's progress, a bar on a terminal and a line every few seconds elsewhere;
 //! - [`shard`]: a catalog split over machines, and the check before the shards are merged.
 //!
 //! ```
@@ -21,6 +22,7 @@ pub mod atomic;
 pub mod code;
 mod embedder;
 mod error;
+pub mod progress;
 pub mod shard;
 mod spec;
 pub mod testing;

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use unisight_core::artifacts::{
@@ -20,6 +19,7 @@ use unisight_core::artifacts::{
 };
 use unisight_core::atomic::atomic_write_bytes;
 use unisight_core::code::pack_signs_into;
+use unisight_core::progress::Progress;
 use unisight_core::shard::Shard;
 use unisight_core::Embedder;
 use unisight_data::decode::{load_rgb, DecodeLimits};
@@ -39,7 +39,7 @@ pub struct EmbedOptions {
     pub limits: DecodeLimits,
     /// Identifies the model, so that a resumed run never mixes two models' chunks.
     pub model_id: String,
-    /// Show a progress bar.
+    /// Show progress (a bar on a terminal, a line every few seconds otherwise).
     pub progress: bool,
     /// The share of a catalog the inputs are (recorded in `meta.json`, so that the shards'
     /// folders can be checked when they are merged into one index).
@@ -111,15 +111,8 @@ pub fn run(
     let resumed = chunks.len() - todo.len();
     let todo_images: usize = todo.iter().map(|&c| chunks[c].len()).sum();
 
-    let bar = if options.progress {
-        ProgressBar::new(todo_images as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}")
-            .expect("valid template"),
-    );
+    let bar = Progress::new("embed", inputs.len() as u64, "images", options.progress);
+    bar.resume_at((inputs.len() - todo_images) as u64);
     if resumed > 0 {
         eprintln!(
             "resuming: {resumed} of {} chunks already done",
@@ -193,7 +186,7 @@ pub fn run(
             });
             for f in &batch.failed {
                 // printed even when stderr is not a terminal (the bar is then hidden)
-                bar.suspend(|| eprintln!("skipped {}: {}", f.path, f.reason));
+                bar.println(&format!("skipped {}: {}", f.path, f.reason));
             }
             meta.failures.extend(batch.failed.iter().cloned());
             if !batch.ok.is_empty() {
@@ -223,7 +216,7 @@ pub fn run(
         producer.join().expect("decoder thread does not panic");
         Ok(())
     })?;
-    bar.finish_and_clear();
+    bar.finish();
 
     // assemble
     let mut embeddings = Vec::new();

@@ -4,6 +4,11 @@
 //!   images/s of one training step (forward + backward + AdamW) at batch 64, per starting point
 //!   of the trainable part: what the cached-trunk mode costs against training more of the trunk
 //!   (block1 = every block after the stem, the nearest to a full fine-tune on cached inputs).
+//! `... -- cache DATA_DIR [IMAGES] [VIEWS]`:
+//!   views/s of the trunk cache (blocks 0-13 of Lite0, the quality bar's front) on Grocery Store
+//!   training photos, end to end into a fresh folder, and of its two halves alone: decoding and
+//!   rendering the views (every core), and the frozen graph on ONNX Runtime (batch 32); then a
+//!   second build over the same images, as another run or task file sharing them does.
 //! `... -- proxies full|sampled [CLASSES] [BUDGET]`:
 //!   ms/step and peak memory of the head (projection + proxies) with 1,000,000 classes, softmax
 //!   over all proxies vs the batch's positives plus sampled negatives (8,192). Run each mode in
@@ -236,6 +241,110 @@ fn main() {
                 peak_rss_mib()
             );
         }
-        _ => eprintln!("usage: bench_train trunk | proxies full|sampled [CLASSES] [BUDGET]"),
+        Some("cache") => bench_cache(&base, &args[1..]),
+        _ => eprintln!(
+            "usage: bench_train trunk | cache DATA_DIR [IMAGES] [VIEWS] | proxies full|sampled [CLASSES] [BUDGET]"
+        ),
     }
+}
+
+fn bench_cache(model: &UnifiedModel, args: &[String]) {
+    use rayon::prelude::*;
+    use unisight_train::cache::{self, CacheEntry};
+    let data = std::path::PathBuf::from(args.first().expect("DATA_DIR"));
+    let images: usize = args.get(1).map_or(512, |s| s.parse().expect("IMAGES"));
+    let views: usize = args.get(2).map_or(6, |s| s.parse().expect("VIEWS"));
+    let root = data.join("grocery-store/dataset");
+    let list = std::fs::read_to_string(root.join("train.txt")).expect("grocery train.txt");
+    let entries: Vec<CacheEntry> = list
+        .lines()
+        .take(images)
+        .map(|line| {
+            let file = root.join(line.split(',').next().expect("a path"));
+            CacheEntry {
+                key: file.display().to_string(),
+                file,
+                views,
+            }
+        })
+        .collect();
+    let augment = unisight_train::config::AugmentConfig::default();
+    let size = model.spec.input_size;
+    let total_views = entries.len() * views;
+
+    let t = Instant::now();
+    let pixels: Vec<Vec<f32>> = entries
+        .par_iter()
+        .map(|e| {
+            let image =
+                unisight_data::decode::load_rgb(&e.file, &Default::default()).expect("readable");
+            let mut px = vec![0f32; views * 3 * size * size];
+            for (v, out) in px.chunks_exact_mut(3 * size * size).enumerate() {
+                cache::render_view(
+                    &image,
+                    &e.key,
+                    v,
+                    &augment,
+                    1,
+                    size,
+                    model.spec.preprocess,
+                    out,
+                );
+            }
+            px
+        })
+        .collect();
+    let render = total_views as f64 / t.elapsed().as_secs_f64();
+
+    let lib = unisight_model::assets::onnxruntime_path(&unisight_model::assets::assets_dir())
+        .expect("onnxruntime");
+    unisight_embed::init_onnxruntime(&lib).expect("onnxruntime loads");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let graph = dir.path().join("front.onnx");
+    std::fs::write(
+        &graph,
+        unisight_model::onnx::export_prefix(model, 14).expect("export"),
+    )
+    .expect("write");
+    let mut ort = unisight_embed::OrtEmbedder::new(&graph, model.spec.clone(), 0).expect("session");
+    let flat: Vec<f32> = pixels.concat();
+    let t = Instant::now();
+    for batch in flat.chunks(32 * 3 * size * size) {
+        let n = batch.len() / (3 * size * size);
+        ort.run_outputs(batch, n, &["map"]).expect("runs");
+    }
+    let infer = total_views as f64 / t.elapsed().as_secs_f64();
+    drop(flat);
+    drop(pixels);
+
+    let t = Instant::now();
+    cache::build(
+        &dir.path().join("cache"),
+        model,
+        TrainFrom::Block(14),
+        &entries,
+        &augment,
+        1,
+        false,
+    )
+    .expect("cache builds");
+    let whole = total_views as f64 / t.elapsed().as_secs_f64();
+    // another run (another task file) over the same images: served from the folder
+    let t = Instant::now();
+    cache::build(
+        &dir.path().join("cache"),
+        model,
+        TrainFrom::Block(14),
+        &entries,
+        &augment,
+        1,
+        false,
+    )
+    .expect("cache reopens");
+    let again = total_views as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "{} images x {views} views: decode + render {render:.1} views/s, frozen front on ONNX Runtime {infer:.1} views/s, cache::build end to end {whole:.1} views/s ({:.2}x the front alone), again on the same images {again:.0} views/s",
+        entries.len(),
+        whole / infer
+    );
 }

@@ -2,7 +2,7 @@
 //! or for build, add, remove and stats a Milvus collection), and measure its inverted file.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use unisight_core::progress::Progress;
 
 use anyhow::{bail, Context, Result};
 use unisight_backend::{Backend, Shape};
@@ -194,10 +194,11 @@ fn build_milvus(
 ) -> Result<()> {
     let backend = Milvus::create(url, shape, server_index).with_context(|| url.to_string())?;
     let total = parts.iter().map(EmbeddingSet::len).sum();
-    let mut progress = Progress::new(total);
+    let progress = Progress::new("index build", total as u64, "items", true);
     let added = parts
         .iter()
-        .try_for_each(|part| add_in_batches(&backend, part, &mut progress));
+        .try_for_each(|part| add_in_batches(&backend, part, &progress));
+    progress.finish();
     if let Err(e) = added {
         drop(backend);
         let dropped = Milvus::drop_collection(url).map_or_else(
@@ -209,47 +210,9 @@ fn build_milvus(
     Ok(())
 }
 
-/// A line on stderr every few seconds (terminal or not) while items go in.
-struct Progress {
-    total: usize,
-    done: usize,
-    started: Instant,
-    last: Instant,
-}
-
-impl Progress {
-    fn new(total: usize) -> Self {
-        let now = Instant::now();
-        Progress {
-            total,
-            done: 0,
-            started: now,
-            last: now,
-        }
-    }
-
-    fn add(&mut self, n: usize) {
-        self.done += n;
-        if self.last.elapsed() >= Duration::from_secs(5) || self.done == self.total {
-            self.last = Instant::now();
-            let seconds = self.started.elapsed().as_secs_f64();
-            eprintln!(
-                "indexed {}/{} items ({:.0} items/s)",
-                self.done,
-                self.total,
-                self.done as f64 / seconds.max(1e-9)
-            );
-        }
-    }
-}
-
 /// Adds `set`'s items to a backend in batches (a remote backend's requests stay small); floats
 /// go with them when the backend keeps floats.
-fn add_in_batches(
-    backend: &dyn Backend,
-    set: &EmbeddingSet,
-    progress: &mut Progress,
-) -> Result<()> {
+fn add_in_batches(backend: &dyn Backend, set: &EmbeddingSet, progress: &Progress) -> Result<()> {
     let keep_floats = backend.shape().float_dim.is_some();
     let rows: Vec<usize> = (0..set.len()).collect();
     for chunk in rows.chunks(MILVUS_BATCH) {
@@ -263,7 +226,7 @@ fn add_in_batches(
             })
             .collect();
         backend.add(&items)?;
-        progress.add(items.len());
+        progress.inc(items.len() as u64);
     }
     Ok(())
 }

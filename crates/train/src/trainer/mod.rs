@@ -17,11 +17,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
+use unisight_core::progress::Progress;
 
 use crate::cache::{self, PixelSource, TrainInputs};
 use crate::config::{ProxyMode, Schedule, TrainConfig};
@@ -298,16 +298,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         device: &train_device,
     };
 
-    let bar = if options.progress {
-        ProgressBar::new(total_steps as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("train {bar:30} {pos}/{len} steps  epoch {msg}  ETA {eta}")
-            .expect("valid template"),
-    );
-    bar.set_position(state.step as u64);
+    let bar = Progress::new("train", total_steps as u64, "steps", options.progress);
+    bar.resume_at(state.step as u64);
     let first_step = state.step;
     let loop_started = Instant::now();
     let mut images_seen = 0usize;
@@ -327,12 +319,12 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         state.history.steps.push(log);
         state.step += 1;
         bar.set_message(format!(
-            "{:.2}  loss {}  {:.1} img/s",
+            "epoch {:.2}  loss {}  {:.1} img/s",
             state.step as f64 / sampler.steps_per_epoch() as f64,
             loss_summary(&state.history, &set),
             images_seen as f64 / loop_started.elapsed().as_secs_f64().max(1e-9)
         ));
-        bar.set_position(state.step as u64);
+        bar.inc(1);
         if validate_every > 0 && state.step % validate_every == 0 && state.step < total_steps {
             let evals = evaluator.run(&net, &trunk_cache, config, &set, state.step, true)?;
             state.history.validation.extend(evals);
@@ -347,7 +339,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
             break;
         }
     }
-    bar.finish_and_clear();
+    bar.finish();
     let steps_this_run = state.step - first_step;
     let images_per_second = images_seen as f64 / loop_started.elapsed().as_secs_f64().max(1e-9);
     let mut eval = Vec::new();
