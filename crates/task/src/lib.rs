@@ -168,8 +168,24 @@ pub struct OptimConfig {
     pub binary_sharpness: f64,
     /// Steps between checkpoints.
     pub checkpoint_every: usize,
-    /// Steps between validation runs (0: only at the end).
+    /// Steps between validation runs (0: none, and the last step's model is kept).
     pub validate_every: usize,
+    /// Which model the run writes: the one with the best validation score, or the last.
+    pub keep: KeepModel,
+    /// Stop early after this many validation runs in a row without a better score (none: run
+    /// every step).
+    pub patience: Option<usize>,
+}
+
+/// The model a run keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepModel {
+    /// The step whose validation score (mean over the tasks' validation sets of R@1 float and
+    /// R@1 bits) was highest; test sets never choose.
+    BestValidation,
+    /// The last step.
+    Last,
 }
 
 impl Default for OptimConfig {
@@ -191,6 +207,8 @@ impl Default for OptimConfig {
             binary_sharpness: 3.0,
             checkpoint_every: 100,
             validate_every: 250,
+            keep: KeepModel::BestValidation,
+            patience: None,
         }
     }
 }

@@ -220,6 +220,25 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     assert!(whole.skipped_images[0].0.ends_with("broken.jpg"));
     let r1 = whole.eval[0].recall_float[0];
     assert!((0.0..=1.0).contains(&r1));
+    // the model kept is the best validation's (steps 0, 3 and 6 validated), never the test's
+    let history: unisight_train::trainer::History =
+        serde_json::from_slice(&std::fs::read(dir.path().join("whole.run/history.json")).unwrap())
+            .unwrap();
+    let chosen = whole.chosen.expect("validation chose a step");
+    let best = [0, 3, 6]
+        .into_iter()
+        .map(|step| {
+            let at: Vec<_> = history
+                .validation
+                .iter()
+                .filter(|e| e.step == step)
+                .cloned()
+                .collect();
+            unisight_train::trainer::validation_score(&at).unwrap()
+        })
+        .fold(f64::MIN, f64::max);
+    assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
+    assert!(whole.eval.iter().all(|e| e.step == chosen.step));
     for f in [
         "history.json",
         "report.json",

@@ -38,17 +38,9 @@ pub(super) fn save_checkpoint(
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    let spec = ModelSpec {
-        architecture: config.model.architecture,
-        input_size: config.model.architecture.input_size(),
-        preprocess: unisight_core::Preprocess::Tf127,
-        trunk_dim: unisight_model::efficientnet::FEATURE_DIM,
-        dim: config.model.dim,
-        projection: Projection::Trained,
-    };
     unisight_model::model_file::write(
         &tmp.join("network.safetensors"),
-        &spec,
+        &checkpoint_spec(config),
         &checkpoint_weights(net, banks),
     )?;
     let bytes = optim.into_bytes().map_err(|e| Error::Resume {
@@ -74,6 +66,38 @@ pub(super) fn save_checkpoint(
         }
     }
     Ok(())
+}
+
+/// The network file of `WORK/best/`.
+pub(super) const BEST_NETWORK: &str = "network.safetensors";
+
+/// Keeps the network of the best validation so far in `dir` (`WORK/best/`), replacing the
+/// previous best atomically.
+pub(super) fn save_best(
+    dir: &Path,
+    net: &Network,
+    banks: &[Bank],
+    config: &TrainConfig,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    unisight_model::model_file::write(
+        &dir.join(BEST_NETWORK),
+        &checkpoint_spec(config),
+        &checkpoint_weights(net, banks),
+    )?;
+    Ok(())
+}
+
+/// The spec stored with a checkpoint's trainable tensors.
+fn checkpoint_spec(config: &TrainConfig) -> ModelSpec {
+    ModelSpec {
+        architecture: config.model.architecture,
+        input_size: config.model.architecture.input_size(),
+        preprocess: unisight_core::Preprocess::Tf127,
+        trunk_dim: unisight_model::efficientnet::FEATURE_DIM,
+        dim: config.model.dim,
+        projection: Projection::Trained,
+    }
 }
 
 pub(super) fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {

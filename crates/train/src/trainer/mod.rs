@@ -24,14 +24,14 @@ use serde::{Deserialize, Serialize};
 use unisight_core::progress::Progress;
 
 use crate::cache::{self, PixelSource, TrainInputs};
-use crate::config::{ProxyMode, Schedule, TrainConfig};
+use crate::config::{KeepModel, ProxyMode, Schedule, TrainConfig};
 use crate::loss::ProxySet;
-use crate::network::TrainFrom;
+use crate::network::{Network, TrainFrom};
 use crate::plan::{mix, Sampler, TrainingSet};
 use crate::sparse::SparseOptim;
 use crate::{Error, Result};
-use checkpoint::{latest_checkpoint, save_checkpoint, save_model};
-use setup::{base_model, make_optimizer, network_from};
+use checkpoint::{latest_checkpoint, save_best, save_checkpoint, save_model, BEST_NETWORK};
+use setup::{base_model, make_optimizer, network_from, Bank};
 use validate::Evaluator;
 
 pub use checkpoint::TaskHead;
@@ -115,7 +115,7 @@ pub struct History {
 }
 
 /// Version of a run's `report.json` this build writes.
-pub const TRAIN_REPORT_VERSION: u32 = 1;
+pub const TRAIN_REPORT_VERSION: u32 = 2;
 
 /// What a finished run reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,6 +137,14 @@ pub struct TrainReport {
     pub eval: Vec<TaskEval>,
     /// Whether the run stopped early (`stop_after`).
     pub interrupted: bool,
+    /// The step whose model was written and evaluated, and its validation score (`None`: the
+    /// last step, kept because `train.keep = "last"` or nothing was validated).
+    #[serde(default)]
+    pub chosen: Option<Chosen>,
+    /// Whether training stopped before its last step because validation stopped improving
+    /// (`train.patience`).
+    #[serde(default)]
+    pub stopped_early: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +152,31 @@ struct RunState {
     fingerprint: u32,
     step: usize,
     history: History,
+    /// The best validation so far (its network is in `WORK/best/`).
+    #[serde(default)]
+    best: Option<Chosen>,
+    /// Validation runs since the best one.
+    #[serde(default)]
+    since_best: usize,
+}
+
+/// A step and its validation score: mean over the validation sets of (R@1 float + R@1 bits) / 2.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    /// Step.
+    pub step: usize,
+    /// Validation score.
+    pub score: f64,
+}
+
+/// The validation score of a run's validation measurements at one step (`None`: no task has a
+/// validation set).
+pub fn validation_score(evals: &[TaskEval]) -> Option<f64> {
+    let scores: Vec<f64> = evals
+        .iter()
+        .filter_map(|e| Some((e.recall_float.first()? + e.recall_bits.first()?) / 2.0))
+        .collect();
+    (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64)
 }
 
 /// The resolved task file a run writes into its work folder.
@@ -265,6 +298,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                     tasks: set.tasks.iter().map(|t| t.name.clone()).collect(),
                     ..History::default()
                 },
+                best: None,
+                since_best: 0,
             };
             (net, banks, make_optimizer(config), state)
         }
@@ -305,11 +340,32 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let mut images_seen = 0usize;
     let mut interrupted = false;
     let validate_every = config.train.validate_every;
+    let best_dir = options.work_dir.join("best");
+    let keep_best = config.train.keep == KeepModel::BestValidation;
+    let validated = |net: &Network, banks: &[Bank], state: &mut RunState| -> Result<()> {
+        let evals = evaluator.run(net, &trunk_cache, config, &set, state.step, true)?;
+        if let Some(score) = validation_score(&evals) {
+            if state.best.is_none_or(|b| score > b.score) {
+                state.best = Some(Chosen {
+                    step: state.step,
+                    score,
+                });
+                state.since_best = 0;
+                if keep_best {
+                    save_best(&best_dir, net, banks, config)?;
+                }
+            } else {
+                state.since_best += 1;
+            }
+        }
+        state.history.validation.extend(evals);
+        Ok(())
+    };
     if state.step == 0 && validate_every > 0 {
         // the starting point of the curves
-        let evals = evaluator.run(&net, &trunk_cache, config, &set, 0, true)?;
-        state.history.validation.extend(evals);
+        validated(&net, &banks, &mut state)?;
     }
+    let mut stopped_early = false;
     while state.step < total_steps {
         let step = state.step;
         let (next, log, images) = step::train_step(&ctx, net, &mut banks, &mut optim, step);
@@ -326,8 +382,19 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         ));
         bar.inc(1);
         if validate_every > 0 && state.step % validate_every == 0 && state.step < total_steps {
-            let evals = evaluator.run(&net, &trunk_cache, config, &set, state.step, true)?;
-            state.history.validation.extend(evals);
+            validated(&net, &banks, &mut state)?;
+            if config.train.patience.is_some_and(|p| state.since_best >= p) {
+                bar.println(&format!(
+                    "stopping at step {}: no better validation score in {} runs (best {:.4} at step {})",
+                    state.step,
+                    state.since_best,
+                    state.best.map_or(0.0, |b| b.score),
+                    state.best.map_or(0, |b| b.step)
+                ));
+                stopped_early = true;
+                save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
+                break;
+            }
         }
         let stop_now =
             options.stop_after.is_some_and(|s| state.step >= s) && state.step < total_steps;
@@ -343,14 +410,31 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let steps_this_run = state.step - first_step;
     let images_per_second = images_seen as f64 / loop_started.elapsed().as_secs_f64().max(1e-9);
     let mut eval = Vec::new();
+    let mut chosen = None;
     if !interrupted {
-        if validate_every > 0 {
-            let v = evaluator.run(&net, &trunk_cache, config, &set, state.step, true)?;
-            state.history.validation.extend(v);
+        if validate_every > 0 && !stopped_early {
+            validated(&net, &banks, &mut state)?;
         }
-        eval = evaluator.run(&net, &trunk_cache, config, &set, state.step, false)?;
         save_checkpoint(&checkpoints, &net, &banks, &optim, &state, config)?;
+        let best = state.best.filter(|_| keep_best);
+        // the test sets measure the model validation chose, never the other way round
+        let (net, banks) = match best {
+            Some(b) if b.step != state.step => {
+                let (_, weights) = unisight_model::model_file::read(&best_dir.join(BEST_NETWORK))?;
+                network_from(&weights, config, &set, &train_device)?
+            }
+            _ => (net, banks),
+        };
+        eval = evaluator.run(
+            &net,
+            &trunk_cache,
+            config,
+            &set,
+            best.map_or(state.step, |b| b.step),
+            false,
+        )?;
         save_model(&base, &net, &banks, &set, &options.out)?;
+        chosen = best;
     }
     let report = TrainReport {
         format_version: TRAIN_REPORT_VERSION,
@@ -361,6 +445,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         skipped_images: trunk_cache.failures().to_vec(),
         eval,
         interrupted,
+        chosen,
+        stopped_early,
     };
     std::fs::create_dir_all(&options.work_dir).map_err(|e| Error::io(&options.work_dir, e))?;
     write_json(&options.work_dir.join("history.json"), &state.history)?;
