@@ -50,6 +50,10 @@ pub enum Command {
     /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
     /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
     SummarizeRuns(SummarizeRunsArgs),
+    /// Train a task file at every point of a grid of recipe settings (over seeds), resumably,
+    /// and rank the points by validation score in OUT/sweep.md (test scores beside, of the
+    /// models validation chose).
+    Sweep(SweepArgs),
     /// Bounded load test of a running `unisight serve` on loopback: searches by id, by image,
     /// and uploads a tenth of them malformed, at each concurrency level; fails on any 5xx.
     LoadTest(crate::commands::load_test::Settings),
@@ -391,6 +395,30 @@ pub struct SummarizeRunsArgs {
     /// Work folders of finished runs (`OUT.run`).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+}
+
+/// Arguments of `unisight sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// The task file every point starts from.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// The grid (TOML: `seeds = [..]` and a `[grid]` table of dotted task-file keys to value
+    /// lists, e.g. `"train.steps" = [750, 1500]`).
+    #[arg(long)]
+    pub grid: PathBuf,
+    /// Folder that relative dataset roots are resolved in (default: the task file's folder).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Runs, models, sweep.md and sweep.json; re-running finishes what is not done.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Trunk-map caches, shared between runs (default: .cache/trunk).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `unisight simulate-engagement`.

@@ -29,6 +29,7 @@ fn run(command: Command) -> Result<()> {
         Command::Serve(args) => serve::run(args),
         Command::ImportFashionMnist(args) => fashion_mnist::run(args),
         Command::SummarizeRuns(args) => train::summarize(args),
+        Command::Sweep(args) => train::sweep(args),
         Command::LoadTest(settings) => load_test::run(&settings),
         Command::SimulateEngagement(args) => engagement::run(args),
         Command::SimulateUsers(args) => simulate_users::run(args),

@@ -11,7 +11,8 @@
 //! - [`trainer`]: the run itself (checkpoints, resume, validation, the model file);
 //!   [`plot`]: its charts;
 //! - [`simulate`]: a simulated engagement log from labelled data (clearly marked as such);
-//! - [`summary`]: the table over finished runs (mean and spread over seeds).
+//! - [`summary`]: the table over finished runs (mean and spread over seeds);
+//! - [`sweep`]: a grid over recipe settings, ranked by validation score.
 #![deny(missing_docs)]
 
 pub mod cache;
@@ -24,6 +25,7 @@ pub mod plot;
 pub mod simulate;
 pub mod sparse;
 pub mod summary;
+pub mod sweep;
 pub mod trainer;
 
 pub use error::{Error, Result};

@@ -73,8 +73,10 @@ pub fn run(command: IndexCommand) -> Result<()> {
                 IndexLocation::Folder(dir) => add_set(&mut Index::open_writable(dir)?, &set)?,
                 IndexLocation::Milvus(_) => {
                     let backend = index.open(true, None)?;
-                    add_in_batches(backend.as_ref(), &set, &mut Progress::new(set.len()))
+                    let progress = Progress::new("index add", set.len() as u64, "items", true);
+                    add_in_batches(backend.as_ref(), &set, &progress)
                         .with_context(|| index.to_string())?;
+                    progress.finish();
                 }
             }
             print_stats(&index)
@@ -193,7 +195,7 @@ fn build_milvus(
     parts: &[EmbeddingSet],
 ) -> Result<()> {
     let backend = Milvus::create(url, shape, server_index).with_context(|| url.to_string())?;
-    let total = parts.iter().map(EmbeddingSet::len).sum();
+    let total: usize = parts.iter().map(EmbeddingSet::len).sum();
     let progress = Progress::new("index build", total as u64, "items", true);
     let added = parts
         .iter()

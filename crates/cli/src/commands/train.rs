@@ -1,5 +1,5 @@
-//! `unisight train` and `unisight summarize-runs`: a task file into a model file, resumable from
-//! the run's checkpoints, and the table of finished runs.
+//! `unisight train`, `unisight summarize-runs` and `unisight sweep`: a task file into a model
+//! file, resumable from the run's checkpoints; the table of finished runs; a grid of runs.
 
 use std::path::{Path, PathBuf};
 
@@ -7,7 +7,7 @@ use anyhow::Result;
 use unisight_train::config::TrainConfig;
 use unisight_train::trainer::{train, TrainOptions};
 
-use crate::args::{SummarizeRunsArgs, TrainArgs};
+use crate::args::{SummarizeRunsArgs, SweepArgs, TrainArgs};
 
 /// Where trunk-map caches go unless `--cache-dir` says otherwise.
 pub const DEFAULT_TRUNK_CACHE: &str = ".cache/trunk";
@@ -83,5 +83,25 @@ pub fn run(args: TrainArgs) -> Result<()> {
 pub fn summarize(args: SummarizeRunsArgs) -> Result<()> {
     let dirs: Vec<&Path> = args.runs.iter().map(PathBuf::as_path).collect();
     print!("{}", unisight_train::summary::summarize(&dirs)?);
+    Ok(())
+}
+
+/// Runs `unisight sweep`.
+pub fn sweep(args: SweepArgs) -> Result<()> {
+    let grid = unisight_train::sweep::Grid::load(&args.grid)?;
+    let table = unisight_train::sweep::sweep(
+        &grid,
+        &unisight_train::sweep::SweepOptions {
+            config: args.config,
+            data_dir: args.data_dir,
+            out: args.out.clone(),
+            cache_dir: args
+                .cache_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_TRUNK_CACHE)),
+            progress: !args.quiet,
+        },
+    )?;
+    print!("{table}");
+    eprintln!("written to {}", args.out.join("sweep.md").display());
     Ok(())
 }
