@@ -227,6 +227,14 @@ impl TrainConfig {
             if d.train_splits.is_empty() {
                 return Err(format!("`datasets.{name}.train_splits` is empty"));
             }
+            if let Some(f) = d.validation_fraction {
+                require(
+                    f > 0.0 && f <= 0.5,
+                    &key("validation_fraction"),
+                    f,
+                    "> 0 and at most 0.5",
+                )?;
+            }
         }
         Ok(())
     }
@@ -288,9 +296,16 @@ impl TrainConfig {
                     let r = SetRef::parse(v).ok_or_else(|| {
                         format!("{key}: `eval.{name}` = `{v}`: expected `dataset:split`")
                     })?;
-                    if !self.datasets.contains_key(&r.dataset) {
+                    let Some(d) = self.datasets.get(&r.dataset) else {
                         return Err(format!(
                             "{key}: `eval.{name}` names dataset `{}`, which is not in `datasets`",
+                            r.dataset
+                        ));
+                    };
+                    if r.split == crate::CARVED_SPLIT && d.validation_fraction.is_none() {
+                        return Err(format!(
+                            "{key}: `eval.{name}` = `{v}`, but `datasets.{}.validation_fraction` \
+                             is not set, so nothing is carved",
                             r.dataset
                         ));
                     }
@@ -324,6 +339,7 @@ label = "fine"
 [tasks.eval]
 queries = "grocery:test"
 gallery = "grocery:iconic"
+validation = "grocery:val"
 "#;
 
     fn load_with(overrides: &[&str]) -> Result<TrainConfig, String> {

@@ -21,6 +21,7 @@
 //! [tasks.eval]
 //! queries = "grocery:test"
 //! gallery = "grocery:iconic"
+//! validation = "grocery:val"     # chooses the model kept; the test sets never do
 //! ```
 
 #![deny(missing_docs)]
@@ -272,6 +273,19 @@ pub struct DatasetConfig {
     /// (`save_weight`, `min_score`, `max_class_size`; see `unisight_engagement`).
     #[serde(default)]
     pub engagement_rule: unisight_engagement::LabelRule,
+    /// Carve a validation split out of the training splits: this fraction of their images
+    /// (chosen by a checksum of each image's id, so the same images for every seed and run) is
+    /// left out of every split listed in `train_splits` and forms the split `carved`
+    /// (`<dataset>:carved`), for data sets that ship no validation split.
+    pub validation_fraction: Option<f64>,
+}
+
+/// The split a dataset's `validation_fraction` carves out of its training splits.
+pub const CARVED_SPLIT: &str = "carved";
+
+/// Whether the image `id` falls in a carved validation split of `fraction`.
+pub fn is_carved(id: &str, fraction: f64) -> bool {
+    f64::from(crc32c::crc32c(id.as_bytes())) / 4_294_967_296.0 < fraction
 }
 
 impl DatasetConfig {
@@ -280,6 +294,29 @@ impl DatasetConfig {
     /// # Errors
     /// Dataset errors naming file and line.
     pub fn list(&self, split: &str) -> Result<Vec<unisight_data::datasets::LabeledImage>> {
+        let Some(fraction) = self.validation_fraction else {
+            return self.list_as_shipped(split);
+        };
+        if split == CARVED_SPLIT {
+            let mut seen = std::collections::BTreeSet::new();
+            let mut carved = Vec::new();
+            for s in &self.train_splits {
+                for image in self.list_as_shipped(s)? {
+                    if is_carved(&image.id, fraction) && seen.insert(image.id.clone()) {
+                        carved.push(image);
+                    }
+                }
+            }
+            return Ok(carved);
+        }
+        let mut images = self.list_as_shipped(split)?;
+        if self.train_splits.iter().any(|s| s == split) {
+            images.retain(|image| !is_carved(&image.id, fraction));
+        }
+        Ok(images)
+    }
+
+    fn list_as_shipped(&self, split: &str) -> Result<Vec<unisight_data::datasets::LabeledImage>> {
         match &self.kind {
             DatasetKind::Engagement => Ok(unisight_engagement::list_split(
                 &self.root,
@@ -495,6 +532,7 @@ label = "fine"
 [tasks.eval]
 queries = "grocery:test"
 gallery = "grocery:iconic"
+validation = "grocery:val"
 [[tasks]]
 name = "clothing"
 sources = ["clothing"]
@@ -542,5 +580,58 @@ proxy_budget = 4
         assert!(e.contains("layer3"), "{e}");
         let e = err(&GOOD.replace("steps = 10", ""));
         assert!(e.contains("epochs"), "{e}");
+    }
+
+    #[test]
+    fn a_carved_validation_split_is_apart_from_training_and_the_same_every_time() {
+        let dir = tempfile::tempdir().unwrap();
+        for class in ["shirt", "shoe"] {
+            let folder = dir.path().join("photos/train").join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..100 {
+                std::fs::write(folder.join(format!("{i}.jpg")), b"x").unwrap();
+            }
+        }
+        let text = r#"
+[train]
+steps = 10
+[datasets.photos]
+kind = "image-folder"
+root = "photos"
+validation_fraction = 0.2
+[[tasks]]
+name = "kind"
+sources = ["photos"]
+label = "class"
+[tasks.eval]
+queries = "photos:carved"
+gallery = "photos:train"
+validation = "photos:carved"
+"#;
+        let path = dir.path().join("tasks.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = TrainConfig::load(&path).unwrap();
+        let d = &c.datasets["photos"];
+        let train: Vec<String> = d.list("train").unwrap().into_iter().map(|i| i.id).collect();
+        let carved: Vec<String> = d
+            .list(CARVED_SPLIT)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(train.len() + carved.len(), 200);
+        assert!((20..=60).contains(&carved.len()), "{} carved", carved.len());
+        assert!(carved.iter().all(|id| !train.contains(id)));
+        let again: Vec<String> = d
+            .list(CARVED_SPLIT)
+            .unwrap()
+            .into_iter()
+            .map(|i| i.id)
+            .collect();
+        assert_eq!(carved, again);
+        // naming `carved` without a fraction is refused, naming the key
+        std::fs::write(&path, text.replace("validation_fraction = 0.2\n", "")).unwrap();
+        let e = TrainConfig::load(&path).unwrap_err().to_string();
+        assert!(e.contains("datasets.photos.validation_fraction"), "{e}");
     }
 }

@@ -207,6 +207,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         &options.work_dir.join(RESOLVED_CONFIG),
         resolved.as_bytes(),
     )?;
+    require_validation(config)?;
     let base = base_model(config, &device)?;
     let arch = config.model.architecture;
     let blocks = unisight_model::efficientnet::block_strides(arch).len();
@@ -457,6 +458,29 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     Ok(report)
 }
 
+/// A run that keeps the model of the best validation score needs a validation set for every
+/// task it evaluates: choosing by the test sets is what it must never do.
+fn require_validation(config: &TrainConfig) -> Result<()> {
+    if config.train.keep != KeepModel::BestValidation || config.train.validate_every == 0 {
+        return Ok(());
+    }
+    for (i, task) in config.tasks.iter().enumerate() {
+        if task.eval.as_ref().is_some_and(|e| e.validation.is_none()) {
+            return Err(Error::Config {
+                path: PathBuf::from(format!("tasks[{i}].eval.validation")),
+                what: format!(
+                    "task `{}` names test sets but no validation set, and the run keeps the model \
+                     of the best validation score (`train.keep`): name one (`eval.validation` = \
+                     `dataset:split`), carve one (`datasets.<name>.validation_fraction` = 0.1 and \
+                     `eval.validation` = `<name>:carved`), or set `train.keep` = \"last\"",
+                    task.name
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn loss_summary(history: &History, set: &TrainingSet) -> String {
     let recent = &history.steps[history.steps.len().saturating_sub(20)..];
     set.tasks
@@ -532,5 +556,34 @@ mod tests {
         assert!(log(vec![Some(f64::INFINITY), None])
             .check_finite(&tasks)
             .is_err());
+    }
+
+    #[test]
+    fn keeping_the_best_validation_needs_a_validation_set() {
+        let text = r#"
+[train]
+steps = 10
+[datasets.shop]
+kind = "manifest"
+root = "shop"
+[[tasks]]
+name = "product"
+sources = ["shop"]
+label = "label"
+[tasks.eval]
+queries = "shop:test"
+gallery = "shop:gallery"
+"#;
+        let mut config: TrainConfig = toml::from_str(text).unwrap();
+        let e = require_validation(&config).unwrap_err().to_string();
+        assert!(
+            e.contains("tasks[0].eval.validation") && e.contains("`product`"),
+            "{e}"
+        );
+        config.train.keep = KeepModel::Last;
+        require_validation(&config).unwrap();
+        config.train.keep = KeepModel::BestValidation;
+        config.tasks[0].eval.as_mut().unwrap().validation = Some("shop:val".into());
+        require_validation(&config).unwrap();
     }
 }
