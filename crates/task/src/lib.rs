@@ -176,6 +176,10 @@ pub struct OptimConfig {
     /// Stop early after this many validation runs in a row without a better score (none: run
     /// every step).
     pub patience: Option<usize>,
+    /// Train (and evaluate) only these tasks of the file, by name (none: every task), so one
+    /// task file serves every subset of its tasks (`--set 'train.only_tasks=["a", "b"]'`, or a
+    /// sweep grid over subsets); datasets no kept task reads are not loaded.
+    pub only_tasks: Option<Vec<String>>,
 }
 
 /// The model a run keeps.
@@ -210,6 +214,7 @@ impl Default for OptimConfig {
             validate_every: 250,
             keep: KeepModel::BestValidation,
             patience: None,
+            only_tasks: None,
         }
     }
 }
@@ -498,6 +503,26 @@ impl TrainConfig {
                 *init = base.join(&*init);
             }
         }
+        if let Some(only) = &config.train.only_tasks {
+            if let Some(unknown) = only
+                .iter()
+                .find(|n| !config.tasks.iter().any(|t| &t.name == *n))
+            {
+                return Err(config_error(format!(
+                    "`train.only_tasks` names `{unknown}`, which is not a task of this file ({})",
+                    config
+                        .tasks
+                        .iter()
+                        .map(|t| t.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            config.tasks.retain(|t| only.contains(&t.name));
+            if config.tasks.is_empty() {
+                return Err(config_error("`train.only_tasks` is empty".into()));
+            }
+        }
         config.check().map_err(|what| Error::Config {
             path: path.into(),
             what,
@@ -580,6 +605,22 @@ proxy_budget = 4
         assert!(e.contains("layer3"), "{e}");
         let e = err(&GOOD.replace("steps = 10", ""));
         assert!(e.contains("epochs"), "{e}");
+        let e = err(&GOOD.replace(
+            "steps = 10",
+            "steps = 10\nonly_tasks = [\"fine\", \"shoes\"]",
+        ));
+        assert!(e.contains("only_tasks") && e.contains("`shoes`"), "{e}");
+    }
+
+    #[test]
+    fn only_tasks_keeps_a_subset_of_the_file() {
+        let c =
+            load(&GOOD.replace("steps = 10", "steps = 10\nonly_tasks = [\"clothing\"]")).unwrap();
+        assert_eq!(c.tasks.len(), 1);
+        assert_eq!(c.tasks[0].name, "clothing");
+        // the resolved file a run writes reads back to the same subset
+        let back: TrainConfig = toml::from_str(&toml::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.tasks.len(), 1);
     }
 
     #[test]

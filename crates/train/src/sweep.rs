@@ -219,10 +219,15 @@ pub fn render(runs: &[SweepRun]) -> String {
         let (sa, sb) = (score(&a.1).map(|s| s.mean), score(&b.1).map(|s| s.mean));
         sb.partial_cmp(&sa).unwrap_or(std::cmp::Ordering::Equal)
     });
-    let tasks: Vec<String> = runs
-        .first()
-        .map(|r| r.test.iter().map(|t| t.0.clone()).collect())
-        .unwrap_or_default();
+    // every task any point trains (points over task subsets leave some cells empty)
+    let mut tasks: Vec<String> = Vec::new();
+    for run in runs {
+        for (task, _, _) in &run.test {
+            if !tasks.contains(task) {
+                tasks.push(task.clone());
+            }
+        }
+    }
     let mut out = String::from("| point | seeds | validation score | chosen step |");
     for t in &tasks {
         out.push_str(&format!(" {t} R@1 float (test) | {t} R@1 bits (test) |"));
@@ -254,11 +259,16 @@ pub fn render(runs: &[SweepRun]) -> String {
                     .filter_map(|r| r.test.iter().find(|x| &x.0 == t).map(pick))
                     .collect()
             };
-            out.push_str(&format!(
-                " {} | {} |",
-                OverSeeds::of(&values(|x| x.1)).cell(),
-                OverSeeds::of(&values(|x| x.2)).cell()
-            ));
+            let (float, bits) = (values(|x| x.1), values(|x| x.2));
+            if float.is_empty() {
+                out.push_str(" – | – |");
+            } else {
+                out.push_str(&format!(
+                    " {} | {} |",
+                    OverSeeds::of(&float).cell(),
+                    OverSeeds::of(&bits).cell()
+                ));
+            }
         }
         out.push('\n');
     }
@@ -319,5 +329,11 @@ mod tests {
             first.starts_with("| train.lr=0.01 **best on validation** | 2 | 0.650 ± 0.071"),
             "{table}"
         );
+        // a point over another task subset: its own column, empty cells elsewhere
+        let mut other = run("train.only_tasks=[\"coarse\"]", 1, 0.1, 0.5);
+        other.test = vec![("coarse".to_string(), 0.5, 0.4)];
+        let table = render(&[run("train.lr=0.1", 1, 0.5, 0.9), other]);
+        let last = table.lines().nth(3).unwrap();
+        assert!(last.ends_with("| – | – | 0.500 | 0.400 |"), "{table}");
     }
 }

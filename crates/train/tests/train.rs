@@ -328,6 +328,15 @@ fn shipped_task_files_parse() {
         }
     }
     assert!(n >= 5, "{n} task files");
+    // every shipped sweep grid gives task files that load, point by point
+    let grid = unisight_train::sweep::Grid::load(&dir.join("sweeps/task-subsets.toml")).unwrap();
+    let points = grid.points();
+    assert_eq!(points.len(), 15, "every non-empty subset of four tasks");
+    for point in points {
+        let config = TrainConfig::load_with_overrides(&dir.join("unified-four.toml"), None, &point)
+            .unwrap_or_else(|e| panic!("{point:?}: {e}"));
+        assert!(!config.tasks.is_empty() && config.tasks.len() <= 4);
+    }
 }
 
 /// Full fine-tune from pixels (for a GPU machine; two short steps here): every part of the
