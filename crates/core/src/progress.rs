@@ -32,6 +32,12 @@ struct Lines {
 
 impl Lines {
     fn line(&self) -> String {
+        if self.done == self.start_done && self.done == self.total {
+            return format!(
+                "{}: {}/{} {} (every one done by an earlier run)",
+                self.what, self.done, self.total, self.unit
+            );
+        }
         let seconds = self.started.elapsed().as_secs_f64().max(1e-9);
         let rate = (self.done - self.start_done) as f64 / seconds;
         let eta = if rate > 0.0 && self.total > self.done {
@@ -163,6 +169,16 @@ mod tests {
         assert!(
             line.contains("views/s") && line.ends_with("epoch 1.5"),
             "{line}"
+        );
+    }
+
+    #[test]
+    fn work_done_by_an_earlier_run_says_so_instead_of_a_rate() {
+        let p = Progress::with_terminal("trunk cache", 30, "views", true, false);
+        p.resume_at(30);
+        assert_eq!(
+            p.current_line().unwrap(),
+            "trunk cache: 30/30 views (every one done by an earlier run)"
         );
     }
 
