@@ -40,7 +40,8 @@ pub struct ArmConfig {
     pub name: String,
     /// Model file.
     pub model: PathBuf,
-    /// Index folder built with that model.
+    /// Index built with that model: a folder, or a Milvus collection
+    /// (`milvus://HOST:PORT/COLLECTION`, left as written).
     pub index: PathBuf,
     /// Share of users (any non-negative numbers; normalised over the arms).
     #[serde(default = "one")]
@@ -49,6 +50,11 @@ pub struct ArmConfig {
 
 fn one() -> f64 {
     1.0
+}
+
+/// Whether an arm's `index` names an index server rather than a folder.
+pub fn is_server_address(index: &str) -> bool {
+    index.starts_with("milvus://")
 }
 
 /// Where and how the engagement log is written.
@@ -165,7 +171,9 @@ impl ExperimentConfig {
         };
         for arm in &mut config.arms {
             fix(&mut arm.model);
-            fix(&mut arm.index);
+            if !arm.index.to_str().is_some_and(is_server_address) {
+                fix(&mut arm.index);
+            }
         }
         if let Some(log) = &mut config.log {
             fix(&mut log.dir);
@@ -390,6 +398,17 @@ ratings = "r.jsonl"
         assert_eq!(c.arms.len(), 2);
         assert!(c.arms[0].model.ends_with("a.safetensors") && c.arms[0].model.is_absolute());
         assert_eq!(c.arms[1].model, PathBuf::from("/abs/b.safetensors"));
+        // a Milvus collection is an address, not a folder of the file's
+        let milvus = load(&GOOD.replace(
+            "index = \"b-index\"",
+            "index = \"milvus://127.0.0.1:19530/b\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            milvus.arms[1].index,
+            PathBuf::from("milvus://127.0.0.1:19530/b")
+        );
+        assert!(milvus.arms[0].index.is_absolute());
         assert_eq!(c.log.as_ref().unwrap().stem, "engagement");
         assert_eq!(c.study.as_ref().unwrap().k, 8);
     }

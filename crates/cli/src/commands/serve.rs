@@ -204,14 +204,23 @@ fn experiment_state(
     let experiment = ExperimentConfig::load(path)?;
     let mut arms = Vec::new();
     for arm in &experiment.arms {
-        arms.push(start_arm(
-            &arm.name,
-            Some(&arm.model),
-            &IndexLocation::Folder(arm.index.clone()),
-            workers,
-            limits,
-            &config,
-        )?);
+        let index = match arm.index.to_str() {
+            Some(address) if unisight_experiment::config::is_server_address(address) => address
+                .parse::<IndexLocation>()
+                .with_context(|| format!("{}: arm `{}`: `index`", path.display(), arm.name))?,
+            _ => IndexLocation::Folder(arm.index.clone()),
+        };
+        arms.push(
+            start_arm(
+                &arm.name,
+                Some(&arm.model),
+                &index,
+                workers,
+                limits,
+                &config,
+            )
+            .with_context(|| format!("{}: arm `{}`", path.display(), arm.name))?,
+        );
     }
     let mut state = AppState::with_arms(arms, experiment.assignment(), config);
     if let Some(log) = &experiment.log {

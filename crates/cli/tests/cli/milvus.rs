@@ -201,6 +201,48 @@ fn milvus_serves_the_catalog_and_the_service_survives_its_restart() {
         None => eprintln!("skipped the page: no chromium + chromedriver"),
     }
 
+    // an experiment file whose arms are the index folder and the collection: each answers its
+    // users from its own backend
+    let experiment = t.join("experiment.toml");
+    std::fs::write(
+        &experiment,
+        format!(
+            "name = \"backends\"\n[[arms]]\nname = \"folder\"\nmodel = \"{model}\"\nindex = \"idx\"\n\
+             [[arms]]\nname = \"milvus\"\nmodel = \"{model}\"\nindex = \"{collection}\"\n",
+            model = model.display()
+        ),
+    )
+    .unwrap();
+    let arms = start_server(
+        &[
+            "--experiment".as_ref(),
+            experiment.as_os_str(),
+            "--image-root".as_ref(),
+            photos.as_os_str(),
+        ],
+        None,
+    );
+    let ready = wait_for_status(&format!("{}/readyz", arms.url), 200);
+    let backends: Vec<&str> = ready["arms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["backend"].as_str().unwrap())
+        .collect();
+    assert_eq!(backends, ["embedded", "milvus"], "{ready}");
+    let mut answered = std::collections::BTreeSet::new();
+    for user in 0..40 {
+        let (status, body) = call(
+            ureq::post(&format!("{}/v1/search?k=1&user=u{user}", arms.url)),
+            Some(("image/jpeg", &photo)),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["results"][0]["key"], names[0].as_str(), "{body}");
+        answered.insert(body["arm"].as_str().unwrap().to_string());
+    }
+    assert_eq!(answered.len(), 2, "both arms answered: {answered:?}");
+    drop(arms);
+
     // the server stops: every answer is a prompt 503, never a hang or a crash
     milvus.stop();
     for _ in 0..2 {
