@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use unisight_eval::seeds::OverSeeds;
 
 use crate::config::TrainConfig;
-use crate::trainer::{train, validation_score, History, TrainOptions, TrainReport};
+use crate::trainer::{read_json, train, validation_score, History, TrainOptions, TrainReport};
 use crate::{Error, Result};
 
 /// A grid file.
@@ -278,14 +278,6 @@ pub fn render(runs: &[SweepRun]) -> String {
          (min-max) over seeds).\n",
     );
     out
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
-        path: path.into(),
-        what: e.to_string(),
-    })
 }
 
 #[cfg(test)]

@@ -10,21 +10,7 @@ fn killed_training_resumes_to_the_same_model() {
         return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
-    // 24 store photos of 3 products as a JSONL manifest
-    let list = std::fs::read_to_string(grocery.join("train.txt")).unwrap();
-    let mut rows = Vec::new();
-    for class in ["0", "1", "2"] {
-        let lines = list
-            .lines()
-            .filter(|l| l.split(',').nth(1).map(str::trim) == Some(class));
-        for line in lines.take(8) {
-            let rel = line.split(',').next().unwrap();
-            let name = rel.replace('/', "_");
-            std::fs::copy(grocery.join(rel), tmp.path().join(&name)).unwrap();
-            rows.push(format!("{{\"path\": \"{name}\", \"label\": \"p{class}\"}}"));
-        }
-    }
-    std::fs::write(tmp.path().join("train.jsonl"), rows.join("\n")).unwrap();
+    photo_manifest(&grocery, tmp.path(), 8);
     let config = tmp.path().join("tasks.toml");
     std::fs::write(
         &config,
@@ -90,20 +76,7 @@ fn sweep_ranks_a_grid_by_validation_and_resumes() {
         return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
     let tmp = tempfile::tempdir().unwrap();
-    let list = std::fs::read_to_string(grocery.join("train.txt")).unwrap();
-    let mut rows = Vec::new();
-    for class in ["0", "1", "2"] {
-        let lines = list
-            .lines()
-            .filter(|l| l.split(',').nth(1).map(str::trim) == Some(class));
-        for line in lines.take(6) {
-            let rel = line.split(',').next().unwrap();
-            let name = rel.replace('/', "_");
-            std::fs::copy(grocery.join(rel), tmp.path().join(&name)).unwrap();
-            rows.push(format!("{{\"path\": \"{name}\", \"label\": \"p{class}\"}}"));
-        }
-    }
-    std::fs::write(tmp.path().join("train.jsonl"), rows.join("\n")).unwrap();
+    let rows = photo_manifest(&grocery, tmp.path(), 6);
     std::fs::write(tmp.path().join("val.jsonl"), rows.join("\n")).unwrap();
     let config = tmp.path().join("tasks.toml");
     std::fs::write(
@@ -159,4 +132,24 @@ fn sweep_ranks_a_grid_by_validation_and_resumes() {
     assert!(!refused.status.success());
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("learning_rate"), "{err}");
+}
+
+/// `per_class` store photos of each of 3 products copied into `dir`, listed in
+/// `dir/train.jsonl` (labels `p0`-`p2`); returns the manifest's rows.
+fn photo_manifest(grocery: &Path, dir: &Path, per_class: usize) -> Vec<String> {
+    let list = std::fs::read_to_string(grocery.join("train.txt")).unwrap();
+    let mut rows = Vec::new();
+    for class in ["0", "1", "2"] {
+        let lines = list
+            .lines()
+            .filter(|l| l.split(',').nth(1).map(str::trim) == Some(class));
+        for line in lines.take(per_class) {
+            let rel = line.split(',').next().unwrap();
+            let name = rel.replace('/', "_");
+            std::fs::copy(grocery.join(rel), dir.join(&name)).unwrap();
+            rows.push(format!("{{\"path\": \"{name}\", \"label\": \"p{class}\"}}"));
+        }
+    }
+    std::fs::write(dir.join("train.jsonl"), rows.join("\n")).unwrap();
+    rows
 }
