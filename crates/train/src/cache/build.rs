@@ -148,6 +148,7 @@ pub fn build(
     for (e, id) in entries.iter().zip(&ids) {
         locations.push(id.as_ref().and_then(|id| store.find(id, e.views)));
     }
+    store.map(locations.iter().flatten().map(|l| l.chunk))?;
     Ok(TrunkCache {
         row_shape,
         zeros: vec![f16::ZERO; row_len],

@@ -57,8 +57,11 @@ pub(super) struct Location {
 pub(super) struct Store {
     dir: PathBuf,
     row_len: usize,
-    /// Chunk files, memory-mapped (an empty chunk has no map).
-    pub maps: Vec<Option<Mmap>>,
+    /// Each chunk's data file.
+    bins: Vec<PathBuf>,
+    /// Chunk files a run reads, memory-mapped ([`Store::map`]); the folder's other chunks
+    /// (images of other task files) are never opened.
+    maps: Vec<Option<Mmap>>,
     found: HashMap<String, Location>,
 }
 
@@ -97,6 +100,7 @@ impl Store {
         let mut store = Store {
             dir: dir.to_path_buf(),
             row_len,
+            bins: Vec::new(),
             maps: Vec::new(),
             found: HashMap::new(),
         };
@@ -122,9 +126,28 @@ impl Store {
         self.found.get(id).copied().filter(|l| l.views >= views)
     }
 
-    /// Row `row` of chunk `chunk`.
+    /// Maps the data files of `chunks` (the ones a run's images are in).
+    ///
+    /// # Errors
+    /// I/O errors naming the file.
+    pub fn map(&mut self, chunks: impl IntoIterator<Item = usize>) -> Result<()> {
+        for chunk in chunks {
+            if self.maps[chunk].is_none() {
+                let bin = &self.bins[chunk];
+                let file = std::fs::File::open(bin).map_err(|e| Error::io(bin, e))?;
+                // SAFETY: chunk files are written once, atomically, and never changed after
+                let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(bin, e))?;
+                self.maps[chunk] = Some(map);
+            }
+        }
+        Ok(())
+    }
+
+    /// Row `row` of chunk `chunk` (mapped by [`Store::map`]).
     pub fn row(&self, chunk: usize, row: usize) -> &[f16] {
-        let map = self.maps[chunk].as_ref().expect("a located row has a map");
+        let map = self.maps[chunk]
+            .as_ref()
+            .expect("the chunks of located rows are mapped");
         let values: &[f16] = bytemuck::cast_slice(&map[..]);
         &values[row * self.row_len..(row + 1) * self.row_len]
     }
@@ -174,24 +197,23 @@ impl Store {
         }
         let rows: usize = record.images.iter().map(|i| i.views).sum();
         let bin = json.with_extension("bin");
-        let map = if rows == 0 {
-            None
+        let len = if rows == 0 {
+            0
         } else {
-            let file = std::fs::File::open(&bin).map_err(|e| Error::io(&bin, e))?;
-            // SAFETY: chunk files are written once, atomically, and never changed after
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(&bin, e))?;
-            if map.len() != rows * self.row_len * 2 {
-                return Err(bad(format!(
-                    "{} holds {} bytes, its record lists {rows} rows of {} float16 values",
-                    bin.display(),
-                    map.len(),
-                    self.row_len
-                )));
-            }
-            Some(map)
+            std::fs::metadata(&bin)
+                .map_err(|e| Error::io(&bin, e))?
+                .len() as usize
         };
-        let chunk = self.maps.len();
-        self.maps.push(map);
+        if len != rows * self.row_len * 2 {
+            return Err(bad(format!(
+                "{} holds {len} bytes, its record lists {rows} rows of {} float16 values",
+                bin.display(),
+                self.row_len
+            )));
+        }
+        let chunk = self.bins.len();
+        self.bins.push(bin);
+        self.maps.push(None);
         let mut first_row = 0;
         for image in record.images {
             let location = Location {
@@ -252,8 +274,9 @@ mod tests {
                 &rows,
             )
             .unwrap();
-        let reopened = Store::open(&dir, 3).unwrap();
+        let mut reopened = Store::open(&dir, 3).unwrap();
         let la = reopened.find(&ia, 1).unwrap();
+        reopened.map([la.chunk]).unwrap();
         assert_eq!(reopened.row(la.chunk, la.first_row + 1)[0].to_f32(), 3.0);
         let lb = reopened.find(&ib, 1).unwrap();
         assert_eq!(reopened.row(lb.chunk, lb.first_row)[2].to_f32(), 8.0);
