@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use unisight_eval::seeds::OverSeeds;
 
 use crate::config::TrainConfig;
-use crate::trainer::{read_json, train, validation_score, History, TrainOptions, TrainReport};
+use crate::trainer::{read_json, train, History, TrainOptions, TrainReport};
 use crate::{Error, Result};
 
 /// A grid file.
@@ -176,16 +176,10 @@ pub fn sweep(grid: &Grid, options: &SweepOptions) -> Result<String> {
         };
         let history: History = read_json(&work_dir.join("history.json"))?;
         let step = report.chosen.map_or(report.steps, |c| c.step);
-        let at: Vec<_> = history
-            .validation
-            .iter()
-            .filter(|e| e.step == step)
-            .cloned()
-            .collect();
         runs.push(SweepRun {
             point,
             seed,
-            validation: validation_score(&at),
+            validation: history.validation_score_at(step),
             step,
             test: report
                 .eval

@@ -227,15 +227,7 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     let chosen = whole.chosen.expect("validation chose a step");
     let best = [0, 3, 6]
         .into_iter()
-        .map(|step| {
-            let at: Vec<_> = history
-                .validation
-                .iter()
-                .filter(|e| e.step == step)
-                .cloned()
-                .collect();
-            unisight_train::trainer::validation_score(&at).unwrap()
-        })
+        .map(|step| history.validation_score_at(step).unwrap())
         .fold(f64::MIN, f64::max);
     assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
     assert!(whole.eval.iter().all(|e| e.step == chosen.step));

@@ -114,6 +114,19 @@ pub struct History {
     pub validation: Vec<TaskEval>,
 }
 
+impl History {
+    /// The validation score of the measurements taken at `step` ([`validation_score`]).
+    pub fn validation_score_at(&self, step: usize) -> Option<f64> {
+        let at: Vec<TaskEval> = self
+            .validation
+            .iter()
+            .filter(|e| e.step == step)
+            .cloned()
+            .collect();
+        validation_score(&at)
+    }
+}
+
 /// Version of a run's `report.json` this build writes.
 pub const TRAIN_REPORT_VERSION: u32 = 2;
 
