@@ -356,8 +356,11 @@ validation = "grocery:val"
         let mut checked = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let path = entry.unwrap().path();
+            if !path.is_file() || path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
             let text = std::fs::read_to_string(&path).unwrap();
-            if path.extension().is_some_and(|e| e == "toml") && text.contains("[[tasks]]") {
+            if text.contains("[[tasks]]") {
                 TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
                 checked += 1;
             }
