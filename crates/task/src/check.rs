@@ -68,6 +68,15 @@ impl TrainConfig {
             t.batch_size,
             &between(2, MAX_BATCH_SIZE),
         )?;
+        if let Some(n) = t.batch_per_dataset {
+            let most = MAX_BATCH_SIZE / self.datasets.len().max(1);
+            require(
+                (1..=most).contains(&n) && t.batch_for(self.datasets.len()) >= 2,
+                "train.batch_per_dataset",
+                n,
+                &format!("between 1 and {most}, at least 2 images a step in all"),
+            )?;
+        }
         if t.epochs.is_none() == t.steps.is_none() {
             return Err("`train`: give exactly one of `epochs` and `steps`".into());
         }
@@ -183,11 +192,12 @@ impl TrainConfig {
                 )?;
             }
             if let Some(n) = d.images_per_class {
+                let batch = self.train.batch_for(self.datasets.len());
                 require(
-                    (1..=self.train.batch_size).contains(&n),
+                    (1..=batch).contains(&n),
                     &key("images_per_class"),
                     n,
-                    &format!("between 1 and train.batch_size ({})", self.train.batch_size),
+                    &format!("between 1 and the batch ({batch})"),
                 )?;
             }
             for (domain, w) in &d.domain_weights {
@@ -378,6 +388,11 @@ validation = "grocery:val"
             ("augment.crop_ratio=[0.0, 1.0]", "augment.crop_ratio"),
             ("train.views=100000000", "train.views"),
             ("train.batch_size=1000000000", "train.batch_size"),
+            ("train.batch_per_dataset=0", "train.batch_per_dataset"),
+            (
+                "train.batch_per_dataset=100000000",
+                "train.batch_per_dataset",
+            ),
             ("train.lr=nan", "train.lr"),
             ("train.lr=-1", "train.lr"),
             ("train.lr=inf", "train.lr"),

@@ -137,8 +137,13 @@ pub enum Schedule {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OptimConfig {
-    /// Images per mini-batch.
+    /// Images per mini-batch (unless `batch_per_dataset` is given).
     pub batch_size: usize,
+    /// Images per mini-batch for each dataset the run trains on (split by the shares, so
+    /// with equal shares each dataset gets this many): the batch grows with the number of
+    /// datasets, and adding a dataset no longer thins every other task's share of each
+    /// update. Replaces `batch_size` when given.
+    pub batch_per_dataset: Option<usize>,
     /// Epochs; an epoch is the steps needed to pass once over the largest dataset.
     pub epochs: Option<f64>,
     /// Steps, instead of epochs.
@@ -182,6 +187,14 @@ pub struct OptimConfig {
     pub only_tasks: Option<Vec<String>>,
 }
 
+impl OptimConfig {
+    /// Images per step of a run over `datasets` datasets.
+    pub fn batch_for(&self, datasets: usize) -> usize {
+        self.batch_per_dataset
+            .map_or(self.batch_size, |n| n * datasets.max(1))
+    }
+}
+
 /// The model a run keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -197,6 +210,7 @@ impl Default for OptimConfig {
     fn default() -> Self {
         OptimConfig {
             batch_size: 64,
+            batch_per_dataset: None,
             epochs: None,
             steps: None,
             optimizer: OptimizerKind::Adamw,

@@ -517,6 +517,25 @@ mod tests {
     }
 
     #[test]
+    fn a_per_dataset_batch_keeps_each_datasets_count_when_a_dataset_joins() {
+        let train = crate::config::OptimConfig {
+            batch_per_dataset: Some(32),
+            ..Default::default()
+        };
+        let two = toy(&[100, 10], &[0.5, 0.5]);
+        let three = toy(&[100, 10, 50], &[1.0 / 3.0; 3]);
+        let s2 = Sampler::new(&two, train.batch_for(two.datasets.len()), 1, 1);
+        let s3 = Sampler::new(&three, train.batch_for(three.datasets.len()), 1, 1);
+        assert_eq!(s2.per_batch(), &[32, 32]);
+        assert_eq!(s3.per_batch(), &[32, 32, 32]);
+        assert_eq!(s2.steps_per_epoch(), s3.steps_per_epoch());
+        // without it, the third dataset takes a third of the fixed batch from the others
+        let fixed = crate::config::OptimConfig::default();
+        let f3 = Sampler::new(&three, fixed.batch_for(three.datasets.len()), 1, 1);
+        assert_eq!(f3.per_batch(), &[22, 21, 21]);
+    }
+
+    #[test]
     fn batches_are_a_function_of_seed_and_step() {
         let set = toy(&[50, 30], &[0.5, 0.5]);
         let a = Sampler::new(&set, 8, 2, 1);

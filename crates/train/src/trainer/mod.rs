@@ -257,7 +257,12 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let cache_seconds = started.elapsed().as_secs_f64();
 
     let views = config.train.views;
-    let sampler = Sampler::new(&set, config.train.batch_size, views, config.seed);
+    let sampler = Sampler::new(
+        &set,
+        config.train.batch_for(set.datasets.len()),
+        views,
+        config.seed,
+    );
     let total_steps = match (config.train.steps, config.train.epochs) {
         (Some(s), _) => s,
         (None, Some(e)) => ((e * sampler.steps_per_epoch() as f64).round() as usize).max(1),
