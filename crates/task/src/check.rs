@@ -59,6 +59,14 @@ impl TrainConfig {
         self.check_tasks()
     }
 
+    /// The datasets a run trains on: those the (kept) tasks read, as the trainer counts them
+    /// (a file may define more).
+    fn datasets_trained(&self) -> usize {
+        let used: std::collections::BTreeSet<&String> =
+            self.tasks.iter().flat_map(|t| &t.sources).collect();
+        used.len()
+    }
+
     fn check_train(&self) -> Result<(), String> {
         let t = &self.train;
         let between = |lo: usize, hi: usize| format!("between {lo} and {hi}");
@@ -69,9 +77,9 @@ impl TrainConfig {
             &between(2, MAX_BATCH_SIZE),
         )?;
         if let Some(n) = t.batch_per_dataset {
-            let most = MAX_BATCH_SIZE / self.datasets.len().max(1);
+            let most = MAX_BATCH_SIZE / self.datasets_trained().max(1);
             require(
-                (1..=most).contains(&n) && t.batch_for(self.datasets.len()) >= 2,
+                (1..=most).contains(&n) && t.batch_for(self.datasets_trained()) >= 2,
                 "train.batch_per_dataset",
                 n,
                 &format!("between 1 and {most}, at least 2 images a step in all"),
@@ -192,7 +200,7 @@ impl TrainConfig {
                 )?;
             }
             if let Some(n) = d.images_per_class {
-                let batch = self.train.batch_for(self.datasets.len());
+                let batch = self.train.batch_for(self.datasets_trained());
                 require(
                     (1..=batch).contains(&n),
                     &key("images_per_class"),
