@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::embedder::Backend;
 use crate::index_location::{parse_server_index, IndexLocation};
-use unisight_milvus::ServerIndex;
+use unisight_milvus::{MilvusUrl, ServerIndex};
 
 /// One image embedding for several visual-search products.
 #[derive(Debug, Parser)]
@@ -518,6 +518,22 @@ pub struct BenchScatterArgs {
     /// Seed of the codes and queries.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replicas of every shard in the open-loop runs, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub replicas: Vec<usize>,
+    /// Open-loop runs: queries per second offered, comma-separated (none: no open-loop runs).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
+    /// Seconds of each open-loop run.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Also measure the same codes and queries on a fresh collection of this Milvus server
+    /// (made, measured and dropped; an existing collection of that name is refused).
+    #[arg(long)]
+    pub milvus: Option<MilvusUrl>,
+    /// How that collection indexes the codes: `flat` or `ivf:N`.
+    #[arg(long, value_parser = parse_server_index, default_value = "flat")]
+    pub milvus_index: ServerIndex,
     /// Folder for the shards' index folders (removed after each shard count).
     #[arg(long, default_value = "out/bench-scatter")]
     pub work: PathBuf,

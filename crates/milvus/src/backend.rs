@@ -235,6 +235,28 @@ impl Milvus {
         })
     }
 
+    /// Seals what was added into segments the server indexes and keeps, waiting until it has:
+    /// after a bulk load, searches then run on the server's index instead of on growing
+    /// segments, and a restart replays nothing.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] as [`Milvus::open`], also when sealing takes longer than
+    /// [`LOAD_TIMEOUT`].
+    pub fn flush(&self) -> Result<()> {
+        let (client, name) = (self.client.clone(), self.url.collection.clone());
+        self.bridge.call_within("flush", LOAD_TIMEOUT, async move {
+            client
+                .flush(
+                    FlushRequest::builder()
+                        .collection_names([name])
+                        .wait_flushed_ms(LOAD_TIMEOUT.as_millis() as i64)
+                        .build()?,
+                )
+                .await
+        })?;
+        Ok(())
+    }
+
     /// The collection (or alias) this backend serves.
     pub fn url(&self) -> &MilvusUrl {
         &self.url

@@ -199,7 +199,8 @@ fn build_milvus(
     let progress = Progress::new("index build", total as u64, "items", true);
     let added = parts
         .iter()
-        .try_for_each(|part| add_in_batches(&backend, part, &progress));
+        .try_for_each(|part| add_in_batches(&backend, part, &progress))
+        .and_then(|()| Ok(backend.flush()?));
     progress.finish();
     if let Err(e) = added {
         drop(backend);

@@ -4,7 +4,8 @@
 //! [`train`], [`eval`], [`serve`] (HTTP and the load test), [`experiment`] (arms, engagement
 //! log, simulated users), [`browser`] (the web pages in headless Chromium), [`milvus`] (the
 //! service, search and index commands on a real Milvus server), [`ray`] (sharded embedding on a
-//! real Ray cluster) and [`backfill`] (a new model and collection switched in under load);
+//! real Ray cluster), [`backfill`] (a new model and collection switched in under load) and
+//! [`scatter`] (the capacity plan's scatter-gather simulation, on Milvus too);
 //! `scripts/test.sh` runs the last three inside a loopback-only network namespace.
 
 mod backfill;
@@ -14,6 +15,7 @@ mod eval;
 mod experiment;
 mod milvus;
 mod ray;
+mod scatter;
 mod serve;
 mod train;
 

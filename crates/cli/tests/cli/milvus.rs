@@ -19,6 +19,14 @@ pub(super) fn milvus_server(data: &Path, port: u16, health_port: u16) -> Option<
     LocalServer::start_or_skip(data, port, health_port)
 }
 
+/// Held for a whole test that starts a server: two of the package's servers at once collide on
+/// their internal ports (the second aborts), so the tests of this module take turns.
+fn one_server_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TURN.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// `unisight search --json` of `key` on `index` (a folder or a Milvus address): (key,
 /// distance) of each result.
 fn search_by_key(index: &std::ffi::OsStr, key: &str, rerank: &str) -> Vec<(String, u64)> {
@@ -66,6 +74,7 @@ fn milvus_serves_the_catalog_and_the_service_survives_its_restart() {
     let Some(grocery) = grocery() else {
         return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
     };
+    let _turn = one_server_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
     let Some(mut milvus) = milvus_server(&t.join("milvus"), 19541, 9093) else {
@@ -303,4 +312,75 @@ fn milvus_serves_the_catalog_and_the_service_survives_its_restart() {
         .output()
         .unwrap());
     assert!(stats.contains("\"items\": 11"), "{stats}");
+}
+
+/// `bench-scatter --milvus`: the same random codes and queries on a fresh collection give the
+/// exact scan's distances, and the benchmark drops its collection again (and never touches one
+/// it did not make).
+#[test]
+fn bench_scatter_measures_the_same_codes_on_milvus_and_drops_its_collection() {
+    let _turn = one_server_at_a_time();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let Some(_milvus) = milvus_server(&t.join("milvus"), 19541, 9093) else {
+        return;
+    };
+    let url = "milvus://127.0.0.1:19541/bench_test";
+    let bench = |json: &Path| {
+        unisight()
+            .args([
+                "bench-scatter",
+                "--items",
+                "3000",
+                "--queries",
+                "30",
+                "--shards",
+                "1",
+                "--milvus",
+                url,
+            ])
+            .arg("--work")
+            .arg(t.join("work"))
+            .arg("--json")
+            .arg(json)
+            .output()
+            .unwrap()
+    };
+    let json = t.join("scatter.json");
+    let out = ok(bench(&json));
+    assert!(out.contains("| Milvus |"), "{out}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let m = &report["milvus"];
+    assert_eq!(m["items"], 3000, "{m}");
+    assert_eq!(m["exact_share"], 1.0, "{m}");
+    assert!(m["p50_ms"].as_f64().unwrap() > 0.0, "{m}");
+    // dropped: stats of the collection name fail, naming it
+    let stats = unisight()
+        .args(["index", "stats", "--index", url])
+        .output()
+        .unwrap();
+    assert!(!stats.status.success());
+    assert!(
+        String::from_utf8_lossy(&stats.stderr).contains("no such collection"),
+        "{}",
+        String::from_utf8_lossy(&stats.stderr)
+    );
+    // a collection the benchmark did not make is refused, not dropped
+    let theirs: unisight_milvus::MilvusUrl = url.parse().unwrap();
+    let shape = unisight_backend::Shape {
+        bits: 256,
+        float_dim: None,
+    };
+    drop(
+        unisight_milvus::Milvus::create(&theirs, shape, unisight_milvus::ServerIndex::Flat)
+            .unwrap(),
+    );
+    let refused = bench(&t.join("again.json"));
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("exists already"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    assert!(unisight_milvus::Milvus::open(&theirs, false).is_ok());
 }
