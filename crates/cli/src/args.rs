@@ -224,6 +224,10 @@ pub struct EvalArgs {
     /// Cache of embedded evaluation sets, per model.
     #[arg(long, default_value = ".cache/embeddings")]
     pub cache_dir: PathBuf,
+    /// Test-time flip averaging: embed every image and its mirror image and average the two
+    /// (twice the inference; with --model).
+    #[arg(long, requires = "model")]
+    pub flip: bool,
     /// Query embeddings (an `unisight embed` folder whose items carry labels).
     #[arg(long, required_unless_present = "model")]
     pub embeddings: Option<PathBuf>,

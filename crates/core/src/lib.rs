@@ -22,6 +22,7 @@ pub mod atomic;
 pub mod code;
 mod embedder;
 mod error;
+mod flip;
 pub mod progress;
 pub mod shard;
 mod spec;
@@ -29,4 +30,5 @@ pub mod testing;
 
 pub use embedder::{Embedder, Embeddings, ImageEmbedding};
 pub use error::{Error, Result};
+pub use flip::FlipAveraged;
 pub use spec::{Architecture, ModelSpec, Preprocess, Projection, FEATURE_DIM};

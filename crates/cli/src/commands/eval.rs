@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use unisight_core::artifacts::{EmbeddingSet, CODES_FILE, EMBEDDINGS_FILE, META_FILE};
 use unisight_core::atomic::atomic_write_bytes;
-use unisight_core::Embedder;
+use unisight_core::{Embedder, FlipAveraged};
 use unisight_data::datasets::LabeledImage;
 use unisight_data::decode::DecodeLimits;
 use unisight_data::sources::Input;
@@ -31,6 +31,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             data_dir: args.data_dir.as_deref(),
             tasks: &args.tasks,
             cache_dir: &args.cache_dir,
+            flip: args.flip,
         },
         (None, _, Some(queries)) => Source::Embeddings {
             queries,
@@ -92,6 +93,8 @@ enum Source<'a> {
         tasks: &'a [String],
         /// Embedding cache.
         cache_dir: &'a Path,
+        /// Average each image's embedding with its mirror image's.
+        flip: bool,
     },
     /// Embedding folders written by `unisight embed` with labels in `items.jsonl`.
     Embeddings {
@@ -121,11 +124,19 @@ fn run_eval(
             data_dir,
             tasks: only,
             cache_dir,
+            flip,
         } => {
             let config = TrainConfig::load_with_data_dir(config, data_dir)?;
             let (net, model_id) = load_model(Some(model))?;
             let dim = net.spec.dim;
             let mut embedder = make_embedder(net, &model_id, Backend::Auto, 0)?;
+            // the flipped embeddings are another model's: their own cache and report name
+            let model_id = if flip {
+                embedder = Box::new(FlipAveraged::new(embedder));
+                format!("{model_id}+flip")
+            } else {
+                model_id
+            };
             let cache = cache_dir.join(format!("{:08x}", crc32c::crc32c(model_id.as_bytes())));
             let selected: Vec<_> = config
                 .tasks

@@ -121,6 +121,30 @@ fn eval_reports_and_compares_models_on_real_photos() {
         16
     );
 
+    // flip averaging: its own cache (the images are embedded again) and its own name
+    let flipped = ok(unisight()
+        .args(["eval", "--flip", "--model"])
+        .arg(&model)
+        .arg("--config")
+        .arg(t.join("tasks.toml"))
+        .arg("--cache-dir")
+        .arg(t.join("cache"))
+        .arg("--out")
+        .arg(t.join("f"))
+        .output()
+        .unwrap());
+    assert!(flipped.contains("embedding"), "{flipped}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.join("f/report.json")).unwrap()).unwrap();
+    assert!(
+        report["model"].as_str().unwrap().ends_with("+flip"),
+        "{report}"
+    );
+    let flip_r1 = report["tasks"][0]["metrics"]["float"]["recall"][0]
+        .as_f64()
+        .unwrap();
+    assert!(flip_r1 > 0.25, "{flip_r1}");
+
     // k beyond the gallery is a clear error
     std::fs::write(t.join("far.toml"), task_file("[100]", "")).unwrap();
     let far = eval("far.toml", "c");
