@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Did a change make anything slower? Builds REV (default: the commit before issue 16's
+# restructuring) next to the working tree and measures both, alternating, in one run:
+#  - embedding: `unisight embed` of the Grocery Store test photos (images/s, ROUNDS rounds);
+#  - the index scan: the `bench_scan` example of each (1M x 256 bits, k 10; one query and
+#    batches of 1000, one thread; queries/s);
+#  - the service: `unisight serve` of each on the same 1M-item catalog, measured level by level
+#    by one `unisight load-test --compare-url` (searches by id and by image).
+# Prints each as new / old; writes everything under OUT.
+#   scripts/bench-before-after.sh [REV] [DATA_DIR]     OUT=out/before-after ROUNDS=3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+here=$(pwd)
+rev=${1:-13a2ddf^}
+data=$(realpath "${2:-../shared/data}")
+out=$(realpath -m "${OUT:-out/before-after}")
+rounds=${ROUNDS:-3}
+mkdir -p "$out"
+scripts/fetch-assets.sh >/dev/null
+
+# the old build shares this checkout's target folder (dependencies are reused); its binaries
+# are copied out before the working tree's are built again
+old_src=$out/src-$(git rev-parse --short "$rev")
+[ -d "$old_src" ] || git worktree add --detach "$old_src" "$rev" >/dev/null
+CARGO_TARGET_DIR=$here/target cargo build --release --locked --manifest-path "$old_src/Cargo.toml" \
+  -p unisight -p unisight-index --example bench_scan
+cp target/release/unisight "$out/unisight-old"; cp target/release/examples/bench_scan "$out/bench_scan-old"
+cargo build --release --locked -p unisight -p unisight-index --example bench_scan
+cargo build --release --locked -p unisight-eval --example synthetic_set
+cp target/release/unisight "$out/unisight-new"; cp target/release/examples/bench_scan "$out/bench_scan-new"
+
+echo "## embedding: unisight embed, Grocery Store test photos"
+photos=$data/grocery-store/dataset/test
+"$out/unisight-new" init-model --dim 256 --out "$out/m.safetensors" >/dev/null
+count=$(find "$photos" -name '*.jpg' | wc -l)
+for r in $(seq "$rounds"); do
+  for which in old new; do
+    rm -rf "$out/emb-$which"
+    start=$(date +%s.%N)
+    "$out/unisight-$which" embed --model "$out/m.safetensors" --input "$photos" --out "$out/emb-$which" >/dev/null 2>&1
+    end=$(date +%s.%N)
+    echo "round $r $which $(echo "$count / ($end - $start)" | bc -l)" | tee -a "$out/embed.txt"
+  done
+done
+cmp "$out/emb-old/codes.npy" "$out/emb-new/codes.npy" && echo "same codes from both builds"
+
+echo "## index scan: bench_scan 1M x 256 bits, k 10, one thread"
+for batch in 1 1000; do
+  for r in $(seq "$rounds"); do
+    for which in old new; do
+      echo "batch $batch round $r $which $("$out/bench_scan-$which" 1000000 256 10 1 "$batch" | tail -1)" \
+        | tee -a "$out/scan.txt"
+    done
+  done
+done
+
+echo "## service: load-test, the new build against the old on one 1M-item catalog"
+gallery=$out/gallery
+[ -f "$gallery/items.jsonl" ] || target/release/examples/synthetic_set "$gallery" 1000000 256 10000 1
+mkdir -p "$out/photos"
+find "$photos" -name '*.jpg' | sort | awk 'NR % 37 == 0' | head -64 \
+  | while read -r f; do cp "$f" "$out/photos/$(basename "$(dirname "$f")")_$(basename "$f")"; done
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+port=18190
+for which in new old; do
+  [ -d "$out/index-$which" ] || "$out/unisight-$which" index build --from "$gallery" \
+    --out "$out/index-$which" --floats f16 >/dev/null
+  port=$((port + 1))
+  "$out/unisight-$which" serve --model "$out/m.safetensors" --index "$out/index-$which" \
+    --addr "127.0.0.1:$port" --workers 2 --threads 1 > "$out/serve-$which.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 600); do grep -q "listening on" "$out/serve-$which.log" && break; sleep 0.1; done
+  grep -q "listening on" "$out/serve-$which.log" || { cat "$out/serve-$which.log"; exit 1; }
+done
+"$out/unisight-new" load-test --url http://127.0.0.1:18191 --compare-url http://127.0.0.1:18192 \
+  --items "$gallery/items.jsonl" --images "$out/photos" --kinds id,image --levels 1,4 \
+  --seconds "${SECONDS_PER_LEVEL:-10}" --json "$out/load.json"
