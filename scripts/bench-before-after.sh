@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Did a change make anything slower? Builds REV (default: the commit before issue 16's
 # restructuring) next to the working tree and measures both, alternating, in one run:
-#  - embedding: `unisight embed` of the Grocery Store test photos (images/s, ROUNDS rounds);
+#  - embedding: `unisight embed` of the Grocery Store test photos (the rate each reports,
+#    ROUNDS rounds, in turn old-new and new-old);
 #  - the index scan: the `bench_scan` example of each (1M x 256 bits, k 10; one query and
 #    batches of 1000, one thread; queries/s);
 #  - the service: `unisight serve` of each on the same 1M-item catalog, measured level by level
@@ -32,14 +33,14 @@ cp target/release/unisight "$out/unisight-new"; cp target/release/examples/bench
 echo "## embedding: unisight embed, Grocery Store test photos"
 photos=$data/grocery-store/dataset/test
 "$out/unisight-new" init-model --dim 256 --out "$out/m.safetensors" >/dev/null
-count=$(find "$photos" -name '*.jpg' | wc -l)
+# old-new, then new-old: a machine that drifts during the run favours neither
 for r in $(seq "$rounds"); do
-  for which in old new; do
+  order="old new"; [ $((r % 2)) -eq 0 ] && order="new old"
+  for which in $order; do
     rm -rf "$out/emb-$which"
-    start=$(date +%s.%N)
-    "$out/unisight-$which" embed --model "$out/m.safetensors" --input "$photos" --out "$out/emb-$which" >/dev/null 2>&1
-    end=$(date +%s.%N)
-    echo "round $r $which $(echo "$count / ($end - $start)" | bc -l)" | tee -a "$out/embed.txt"
+    "$out/unisight-$which" embed --model "$out/m.safetensors" --input "$photos" \
+      --out "$out/emb-$which" 2> "$out/embed-$which-$r.log" >/dev/null
+    echo "round $r $which: $(tail -1 "$out/embed-$which-$r.log")" | tee -a "$out/embed.txt"
   done
 done
 cmp "$out/emb-old/codes.npy" "$out/emb-new/codes.npy" && echo "same codes from both builds"
@@ -47,7 +48,8 @@ cmp "$out/emb-old/codes.npy" "$out/emb-new/codes.npy" && echo "same codes from b
 echo "## index scan: bench_scan 1M x 256 bits, k 10, one thread"
 for batch in 1 1000; do
   for r in $(seq "$rounds"); do
-    for which in old new; do
+    order="old new"; [ $((r % 2)) -eq 0 ] && order="new old"
+    for which in $order; do
       echo "batch $batch round $r $which $("$out/bench_scan-$which" 1000000 256 10 1 "$batch" | tail -1)" \
         | tee -a "$out/scan.txt"
     done
