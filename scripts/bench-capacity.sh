@@ -7,7 +7,7 @@
 #     started here, inside a loopback-only namespace (scripts/netns.sh), after the first part so
 #     the idle server does not share the cores with it.
 #   scripts/bench-capacity.sh [OUT]      (OUT: out/bench-capacity)
-# ITEMS (1000000), RATES (500,1000,1500,2000,3000), SECONDS (10) override the defaults.
+# ITEMS (1000000), RATES (500,1000,1500,2000,3000), SECONDS_PER_RATE (10) override the defaults.
 # Needs pip's milvus==2.3.5 for part 2.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
