@@ -9,6 +9,7 @@
 #    by one `unisight load-test --compare-url` (searches by id and by image).
 # Prints each as new / old; writes everything under OUT.
 #   scripts/bench-before-after.sh [REV] [DATA_DIR]     OUT=out/before-after ROUNDS=3
+#   SECONDS_PER_LEVEL=10 (of each load-test level). REV is checked out as a git worktree under OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 here=$(pwd)
