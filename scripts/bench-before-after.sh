@@ -7,7 +7,8 @@
 #    batches of 1000, one thread; queries/s);
 #  - the service: `unisight serve` of each on the same 1M-item catalog, measured level by level
 #    by one `unisight load-test --compare-url` (searches by id and by image).
-# Prints each as new / old; writes everything under OUT.
+# Prints both builds' figures in turn (load-test: "url" is the new build, "compare" the old, and
+# its ratio is old / new); writes everything under OUT.
 #   scripts/bench-before-after.sh [REV] [DATA_DIR]     OUT=out/before-after ROUNDS=3
 #   SECONDS_PER_LEVEL=10 (of each load-test level). REV is checked out as a git worktree under OUT.
 set -euo pipefail
