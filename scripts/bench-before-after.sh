@@ -13,7 +13,6 @@
 #   SECONDS_PER_LEVEL=10 (of each load-test level). REV is checked out as a git worktree under OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-here=$(pwd)
 rev=${1:-13a2ddf^}
 data=$(realpath "${2:-../shared/data}")
 out=$(realpath -m "${OUT:-out/before-after}")
@@ -21,18 +20,27 @@ rounds=${ROUNDS:-3}
 mkdir -p "$out"
 scripts/fetch-assets.sh >/dev/null
 
-# the old build shares this checkout's target folder (dependencies are reused); its binaries
-# are copied out before the working tree's are built again
+# The old build gets a target folder of its own. (Sharing this checkout's was tried: when
+# neither build had changed, cargo left target/release/unisight as the working tree's, so the
+# "old" binary was the new one, and a run compared a build with itself.)
 old_src=$out/src-$(git rev-parse --short "$rev")
 [ -d "$old_src" ] || git worktree add --detach "$old_src" "$rev" >/dev/null
-CARGO_TARGET_DIR=$here/target cargo build --release --locked --manifest-path "$old_src/Cargo.toml" \
-  -p unisight -p unisight-index --example bench_scan
-cp target/release/unisight "$out/unisight-old"; cp target/release/examples/bench_scan "$out/bench_scan-old"
+[ "$(git -C "$old_src" rev-parse HEAD)" = "$(git rev-parse "$rev")" ] ||
+  { echo "$old_src is not at $rev: remove it (git worktree remove $old_src)" >&2; exit 2; }
+CARGO_TARGET_DIR=$out/target-old cargo build --release --locked \
+  --manifest-path "$old_src/Cargo.toml" -p unisight -p unisight-index --example bench_scan
+cp "$out/target-old/release/unisight" "$out/unisight-old"
+cp "$out/target-old/release/examples/bench_scan" "$out/bench_scan-old"
 cargo build --release --locked -p unisight -p unisight-index --example bench_scan
 cargo build --release --locked -p unisight-eval --example synthetic_set
 cp target/release/unisight "$out/unisight-new"; cp target/release/examples/bench_scan "$out/bench_scan-new"
+if cmp -s "$out/unisight-old" "$out/unisight-new"; then
+  echo "the builds of $rev and of the working tree are the same binary: nothing to compare" >&2
+  exit 2
+fi
 
 echo "## embedding: unisight embed, Grocery Store test photos"
+: > "$out/embed.txt"; : > "$out/scan.txt"
 photos=$data/grocery-store/dataset/test
 "$out/unisight-new" init-model --dim 256 --out "$out/m.safetensors" >/dev/null
 # old-new, then new-old: a machine that drifts during the run favours neither
@@ -68,8 +76,9 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
 port=18190
 for which in new old; do
-  [ -d "$out/index-$which" ] || "$out/unisight-$which" index build --from "$gallery" \
-    --out "$out/index-$which" --floats f16 >/dev/null
+  rm -rf "$out/index-$which"
+  "$out/unisight-$which" index build --from "$gallery" --out "$out/index-$which" --floats f16 \
+    >/dev/null
   port=$((port + 1))
   "$out/unisight-$which" serve --model "$out/m.safetensors" --index "$out/index-$which" \
     --addr "127.0.0.1:$port" --workers 2 --threads 1 > "$out/serve-$which.log" 2>&1 &

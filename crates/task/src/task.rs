@@ -1,0 +1,97 @@
+//! `[[tasks]]`: one label field over datasets, its proxies and its evaluation sets.
+
+use serde::{Deserialize, Serialize};
+
+/// Proxy set of a task's softmax.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// Every class.
+    All,
+    /// Batch positives + sampled negatives up to `proxy_budget`.
+    Sampled,
+}
+
+/// A task: one label field over one or more datasets, its own proxy bank.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Name, used in reports and the model file.
+    pub name: String,
+    /// Datasets it reads.
+    pub sources: Vec<String>,
+    /// Label field (`fine`, `coarse`, `class`, `label`, `engagement`).
+    pub label: String,
+    /// Loss weight.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Sampling share, split over its sources (overrides dataset shares where given).
+    pub share: Option<f64>,
+    /// Softmax over all proxies or a sample.
+    #[serde(default = "default_proxy_mode")]
+    pub proxies: ProxyMode,
+    /// Proxies per softmax in `sampled` mode.
+    #[serde(default = "default_budget")]
+    pub proxy_budget: usize,
+    /// Evaluation sets.
+    pub eval: Option<EvalConfig>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+fn default_proxy_mode() -> ProxyMode {
+    ProxyMode::All
+}
+
+fn default_budget() -> usize {
+    8192
+}
+
+/// Query and gallery sets of a task (`dataset:split`; gallery `self` = leave-one-out among
+/// the queries).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Query set for the final evaluation.
+    pub queries: String,
+    /// Gallery set.
+    pub gallery: String,
+    /// Query set for validation during training (default: none).
+    pub validation: Option<String>,
+    /// k of Recall@k.
+    #[serde(default = "default_ks")]
+    pub k: Vec<usize>,
+    /// Label field that decides relevance in evaluation (default: the task's label), e.g.
+    /// human `fine` labels for a task trained on `engagement`.
+    pub label: Option<String>,
+    /// Field whose equal values mark near-duplicates (photos of one shoot, one source page):
+    /// `unisight eval` never lets a query retrieve gallery items of its own group. `domain` or
+    /// any label field of the dataset.
+    pub group: Option<String>,
+}
+
+fn default_ks() -> Vec<usize> {
+    vec![1, 5, 10]
+}
+
+/// A `dataset:split` reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SetRef {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split name.
+    pub split: String,
+}
+
+impl SetRef {
+    /// Parses `dataset:split`.
+    pub fn parse(s: &str) -> Option<SetRef> {
+        let (dataset, split) = s.split_once(':')?;
+        (!dataset.is_empty() && !split.is_empty()).then(|| SetRef {
+            dataset: dataset.into(),
+            split: split.into(),
+        })
+    }
+}
