@@ -20,18 +20,25 @@ rounds=${ROUNDS:-3}
 mkdir -p "$out"
 scripts/fetch-assets.sh >/dev/null
 
-# The old build gets a target folder of its own. (Sharing this checkout's was tried: when
-# neither build had changed, cargo left target/release/unisight as the working tree's, so the
-# "old" binary was the new one, and a run compared a build with itself.)
+# The old build gets a target folder of its own, and the script refuses two identical binaries:
+# the runs of 2026-12-06 shared this checkout's folder and built only the example, so their
+# "old" unisight was the working tree's and compared a build with itself.
 old_src=$out/src-$(git rev-parse --short "$rev")
 [ -d "$old_src" ] || git worktree add --detach "$old_src" "$rev" >/dev/null
 [ "$(git -C "$old_src" rev-parse HEAD)" = "$(git rev-parse "$rev")" ] ||
   { echo "$old_src is not at $rev: remove it (git worktree remove $old_src)" >&2; exit 2; }
-CARGO_TARGET_DIR=$out/target-old cargo build --release --locked \
-  --manifest-path "$old_src/Cargo.toml" -p unisight -p unisight-index --example bench_scan
+# (one command per target kind: `-p unisight -p unisight-index --example bench_scan` builds the
+# example alone, and an earlier version of this script then copied whatever unisight binary
+# the folder held)
+for what in "-p unisight --bin unisight" "-p unisight-index --example bench_scan"; do
+  # shellcheck disable=SC2086
+  CARGO_TARGET_DIR=$out/target-old cargo build --release --locked \
+    --manifest-path "$old_src/Cargo.toml" $what
+done
 cp "$out/target-old/release/unisight" "$out/unisight-old"
 cp "$out/target-old/release/examples/bench_scan" "$out/bench_scan-old"
-cargo build --release --locked -p unisight -p unisight-index --example bench_scan
+cargo build --release --locked -p unisight --bin unisight
+cargo build --release --locked -p unisight-index --example bench_scan
 cargo build --release --locked -p unisight-eval --example synthetic_set
 cp target/release/unisight "$out/unisight-new"; cp target/release/examples/bench_scan "$out/bench_scan-new"
 if cmp -s "$out/unisight-old" "$out/unisight-new"; then

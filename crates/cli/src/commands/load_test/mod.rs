@@ -4,16 +4,21 @@
 //! text). Each client is one thread with one keep-alive connection, so the client takes little
 //! of the cores the server shares with it; any 5xx or dropped connection is a failure.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
 use serde::Serialize;
+
+mod clients;
+mod cpu;
+
+use clients::{run_level, Plan};
+use cpu::{cores, cpu_seconds_of};
+
+pub(crate) use clients::{percent_encode, percentile};
 
 /// What a load test sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -359,10 +364,6 @@ fn anchor(settings: &Settings) -> Result<Option<f64>> {
     Ok(Some(one.max(side)))
 }
 
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
-}
-
 /// `http://HOST:PORT` without a trailing slash; only loopback hosts, so this never loads
 /// someone else's server.
 pub(crate) fn loopback_base(url: &str) -> Result<String> {
@@ -419,184 +420,6 @@ fn read_photos(dir: &Path) -> Result<Vec<Vec<u8>>> {
         .collect()
 }
 
-struct Plan<'a> {
-    base: &'a str,
-    kind: Kind,
-    k: usize,
-    keys: &'a [String],
-    photos: &'a [Vec<u8>],
-}
-
-/// What one client saw.
-#[derive(Default)]
-struct Seen {
-    latencies: Vec<f64>,
-    statuses: BTreeMap<u16, usize>,
-    errors: usize,
-}
-
-fn run_level(plan: &Plan<'_>, concurrency: usize, length: Duration) -> Level {
-    let cpu_before = process_cpu_seconds();
-    let start = Instant::now();
-    let deadline = start + length;
-    let seen: Vec<Seen> = std::thread::scope(|scope| {
-        let clients: Vec<_> = (0..concurrency)
-            .map(|seed| scope.spawn(move || client(plan, seed as u64, deadline)))
-            .collect();
-        clients
-            .into_iter()
-            .map(|c| c.join().unwrap_or_default())
-            .collect()
-    });
-    let elapsed = start.elapsed().as_secs_f64();
-    let cpu = process_cpu_seconds() - cpu_before;
-    let mut latencies: Vec<f64> = seen
-        .iter()
-        .flat_map(|s| s.latencies.iter().copied())
-        .collect();
-    latencies.sort_by(f64::total_cmp);
-    let mut statuses = BTreeMap::new();
-    for s in &seen {
-        for (status, n) in &s.statuses {
-            *statuses.entry(status.to_string()).or_insert(0) += n;
-        }
-    }
-    Level {
-        target: "url",
-        concurrency,
-        requests: latencies.len(),
-        per_second: latencies.len() as f64 / elapsed,
-        p50_ms: percentile(&latencies, 50.0) * 1e3,
-        p99_ms: percentile(&latencies, 99.0) * 1e3,
-        statuses,
-        connection_errors: seen.iter().map(|s| s.errors).sum(),
-        client_cpu_ms_per_request: cpu * 1e3 / latencies.len().max(1) as f64,
-        server_cpu_ms_per_request: None,
-        round: 1,
-    }
-}
-
-/// Nearest-rank percentile of sorted values (NaN when empty).
-/// The `p`th percentile of sorted values (nearest rank; NaN for none).
-pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let at = (p / 100.0 * (sorted.len() - 1) as f64).round() as usize;
-    sorted[at.min(sorted.len() - 1)]
-}
-
-fn client(plan: &Plan<'_>, seed: u64, deadline: Instant) -> Seen {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .max_idle_connections_per_host(1)
-        .build();
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut seen = Seen::default();
-    let mut body = Vec::new();
-    while Instant::now() < deadline {
-        let started = Instant::now();
-        let answer = match plan.kind {
-            Kind::Id => {
-                let key = &plan.keys[rng.gen_range(0..plan.keys.len())];
-                agent
-                    .get(&format!(
-                        "{}/v1/items/{}/similar?k={}",
-                        plan.base,
-                        percent_encode(key),
-                        plan.k
-                    ))
-                    .call()
-            }
-            Kind::Image | Kind::Mixed => {
-                let photo = &plan.photos[rng.gen_range(0..plan.photos.len())];
-                let (bytes, content_type) = if plan.kind == Kind::Mixed && rng.gen_bool(0.1) {
-                    malformed(&mut rng, photo)
-                } else {
-                    (Cow::Borrowed(photo.as_slice()), "image/jpeg")
-                };
-                agent
-                    .post(&format!("{}/v1/search?k={}", plan.base, plan.k))
-                    .set("Content-Type", content_type)
-                    .send_bytes(&bytes)
-            }
-        };
-        let response = match answer {
-            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(_)) => {
-                seen.errors += 1;
-                continue;
-            }
-        };
-        let status = response.status();
-        body.clear();
-        // read to the end so the connection is reused
-        if response.into_reader().read_to_end(&mut body).is_err() {
-            seen.errors += 1;
-            continue;
-        }
-        seen.latencies.push(started.elapsed().as_secs_f64());
-        *seen.statuses.entry(status).or_insert(0) += 1;
-    }
-    seen
-}
-
-/// Random bytes, a JPEG cut to a third, or text.
-fn malformed<'a>(rng: &mut StdRng, photo: &'a [u8]) -> (Cow<'a, [u8]>, &'static str) {
-    match rng.gen_range(0..3) {
-        0 => {
-            let mut bytes = vec![0u8; 2048];
-            rng.fill_bytes(&mut bytes);
-            (Cow::Owned(bytes), "image/jpeg")
-        }
-        1 => (Cow::Borrowed(&photo[..photo.len() / 3]), "image/jpeg"),
-        _ => (Cow::Borrowed(b"this is not an image"), "text/plain"),
-    }
-}
-
-/// Percent-encodes everything but unreserved characters, for a key in a URL path.
-pub(crate) fn percent_encode(key: &str) -> String {
-    let mut out = String::with_capacity(key.len());
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// User plus system CPU seconds of this process so far (0 where /proc is unavailable).
-fn process_cpu_seconds() -> f64 {
-    cpu_seconds_at("/proc/self/stat")
-}
-
-/// User plus system CPU seconds of process `pid` so far (0 where /proc is unavailable).
-fn cpu_seconds_of(pid: u32) -> f64 {
-    cpu_seconds_at(&format!("/proc/{pid}/stat"))
-}
-
-fn cpu_seconds_at(stat: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(stat) else {
-        return 0.0;
-    };
-    // fields after the command name, which is in parentheses and may hold spaces
-    let Some((_, rest)) = stat.rsplit_once(')') else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name
-    // in USER_HZ, which Linux fixes at 100 for /proc
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,36 +437,5 @@ mod tests {
         assert!(loopback_base("http://example.com:8080").is_err());
         assert!(loopback_base("https://127.0.0.1:8080").is_err());
         assert!(loopback_base("http://127.0.0.1.example.com:80").is_err());
-    }
-
-    #[test]
-    fn percentiles_take_the_nearest_rank() {
-        let v: Vec<f64> = (1..=100).map(f64::from).collect();
-        assert_eq!(percentile(&v, 50.0), 51.0);
-        assert_eq!(percentile(&v, 99.0), 99.0);
-        assert!(percentile(&[], 50.0).is_nan());
-    }
-
-    #[test]
-    fn keys_are_percent_encoded_for_paths() {
-        assert_eq!(percent_encode("a/b c"), "a%2Fb%20c");
-        assert_eq!(percent_encode("x-1_y.z~"), "x-1_y.z~");
-    }
-
-    #[test]
-    fn busy_work_shows_in_this_process_cpu_time() {
-        // spin until the counter moves (ticks are 10 ms); a broken reader never gets there
-        let before = process_cpu_seconds();
-        let start = Instant::now();
-        let mut x = 0u64;
-        while process_cpu_seconds() - before < 0.05 {
-            for _ in 0..100_000 {
-                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "CPU time never grew"
-            );
-        }
     }
 }
