@@ -301,6 +301,18 @@ impl TrainConfig {
                 task.proxy_budget,
                 "at least 2",
             )?;
+            if let Some(v) = &task.proxy_init {
+                let r = SetRef::parse(v).ok_or_else(|| {
+                    format!("{key}: `proxy_init` = `{v}`: expected `dataset:split`")
+                })?;
+                if !task.sources.contains(&r.dataset) {
+                    return Err(format!(
+                        "{key}: `proxy_init` = `{v}` names dataset `{}`, which is not one of \
+                         the task's `sources` (its labels must be the task's classes)",
+                        r.dataset
+                    ));
+                }
+            }
             if let Some(e) = &task.eval {
                 for (name, v) in [
                     ("queries", Some(&e.queries)),
@@ -429,5 +441,28 @@ validation = "grocery:val"
             e.contains("`train.lr` = NaN: must be > 0 and at most 10"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn proxy_init_names_a_set_of_the_tasks_own_sources() {
+        let with = |value: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("tasks.toml");
+            let text = TASKS.replace(
+                "label = \"fine\"\n",
+                &format!("label = \"fine\"\nproxy_init = \"{value}\"\n"),
+            );
+            std::fs::write(&path, text).unwrap();
+            TrainConfig::load(&path).map_err(|e| e.to_string())
+        };
+        let ok = with("grocery:iconic").unwrap();
+        assert_eq!(ok.tasks[0].proxy_init.as_deref(), Some("grocery:iconic"));
+        let e = with("iconic").unwrap_err();
+        assert!(
+            e.contains("`proxy_init` = `iconic`: expected `dataset:split`"),
+            "{e}"
+        );
+        let e = with("clothing:train").unwrap_err();
+        assert!(e.contains("not one of the task's `sources`"), "{e}");
     }
 }

@@ -2,7 +2,9 @@
 //! as a [`crate::TrainConfig`], so a script or a sweep changes a key without editing the
 //! file.
 
-/// Sets `KEY=VALUE` (a dotted table path) in `table`, creating missing tables.
+/// Sets `KEY=VALUE` (a dotted table path) in `table`, creating missing tables. A part that
+/// names an array of tables is followed by the `name` of one of them: `tasks.grocery-fine.weight`
+/// is the `weight` of the task named `grocery-fine`.
 pub(crate) fn apply(table: &mut toml::Table, assignment: &str) -> std::result::Result<(), String> {
     let (key, raw) = assignment
         .split_once('=')
@@ -17,12 +19,27 @@ pub(crate) fn apply(table: &mut toml::Table, assignment: &str) -> std::result::R
         .unwrap_or_else(|| toml::Value::String(raw.to_string()));
     let (last, tables) = parts.split_last().expect("at least one part");
     let mut at = table;
-    for part in tables {
-        at = at
+    let mut tables = tables.iter();
+    while let Some(&part) = tables.next() {
+        let entry = at
             .entry(part.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| format!("`{part}` is not a table"))?;
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        at = match entry {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                let Some(&name) = tables.next() else {
+                    return Err(format!(
+                        "`{part}` is a list: name one of its entries (`{part}.NAME.{last}`)"
+                    ));
+                };
+                items
+                    .iter_mut()
+                    .filter_map(toml::Value::as_table_mut)
+                    .find(|t| t.get("name").and_then(toml::Value::as_str) == Some(name))
+                    .ok_or_else(|| format!("`{part}` has no entry named `{name}`"))?
+            }
+            _ => return Err(format!("`{part}` is not a table")),
+        };
     }
     at.insert(last.to_string(), value);
     Ok(())
@@ -70,6 +87,16 @@ label = "fine"
         // a relative path resolves in the task file's folder, as the file's own do
         let c = set(&["datasets.grocery.root=other"]).unwrap();
         assert_eq!(c.datasets["grocery"].root, dir.path().join("other"));
+        // an entry of a list of tables, by its name
+        let c = set(&["tasks.fine.weight=2.5"]).unwrap();
+        assert_eq!(c.tasks[0].weight, 2.5);
+        for (bad, says) in [
+            ("tasks.coarse.weight=2", "no entry named `coarse`"),
+            ("tasks.weight=2", "`tasks` is a list"),
+        ] {
+            let err = set(&[bad]).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
         for bad in [
             "train.steps",
             "seed.x=1",

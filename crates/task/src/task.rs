@@ -35,6 +35,12 @@ pub struct TaskConfig {
     pub proxy_budget: usize,
     /// Evaluation sets.
     pub eval: Option<EvalConfig>,
+    /// Start the proxies from the images of a `dataset:split` of one of the task's sources
+    /// instead of at random: each class's proxy is the mean embedding (plain view, the model
+    /// training starts from) of its images there, e.g. the catalog images of a store-photo ->
+    /// catalog task, so training pulls the photos towards where the catalog already sits.
+    /// Classes without an image there start at random.
+    pub proxy_init: Option<String>,
 }
 
 fn one() -> f64 {

@@ -9,6 +9,7 @@
 //! where the interrupted one was.
 
 mod checkpoint;
+mod proxy_init;
 mod setup;
 mod step;
 mod validate;
@@ -309,7 +310,24 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
                     values,
                 );
             }
-            let (net, banks) = network_from(&weights, config, &set, &train_device)?;
+            let (mut net, mut banks) = network_from(&weights, config, &set, &train_device)?;
+            if config.tasks.iter().any(|t| t.proxy_init.is_some()) {
+                let started = proxy_init::start_from_sets(
+                    &net,
+                    &trunk_cache,
+                    &evaluator,
+                    config,
+                    &set,
+                    &mut weights,
+                )?;
+                for (task, from_images, classes) in started.iter().filter(|_| options.progress) {
+                    eprintln!(
+                        "{task}: {from_images} of {classes} proxies start from the images of \
+                         its proxy_init set"
+                    );
+                }
+                (net, banks) = network_from(&weights, config, &set, &train_device)?;
+            }
             let state = RunState {
                 fingerprint,
                 step: 0,

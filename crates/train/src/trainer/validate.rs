@@ -1,6 +1,7 @@
 //! Validation and the final evaluation of a run: every task's query and gallery sets are
 //! embedded by the network being trained (from the cache's plain view) and measured by the
 //! eval crate ([`unisight_eval::report::evaluate_task`]), the same code `unisight eval` runs.
+//! The sets proxies start from (`proxy_init`) are planned and cached here too.
 
 use std::collections::HashMap;
 
@@ -55,12 +56,21 @@ impl Evaluator {
                 }
             }
         }
+        // and the sets that proxies start from (`proxy_init`)
+        let proxy_sets: Vec<SetRef> = config
+            .tasks
+            .iter()
+            .filter_map(|t| t.proxy_init.as_deref())
+            .map(|v| SetRef::parse(v).expect("checked"))
+            .collect();
         let mut loaded: Vec<EvalSet> = Vec::new();
-        for (_, q, g, _) in &eval_sets {
-            for r in std::iter::once(q).chain(g.as_ref()) {
-                if !loaded.iter().any(|s| &s.set == r) {
-                    loaded.push(load_eval_set(config, r)?);
-                }
+        let named = eval_sets
+            .iter()
+            .flat_map(|(_, q, g, _)| std::iter::once(q).chain(g.as_ref()))
+            .chain(&proxy_sets);
+        for r in named {
+            if !loaded.iter().any(|s| &s.set == r) {
+                loaded.push(load_eval_set(config, r)?);
             }
         }
 
@@ -165,6 +175,16 @@ impl Evaluator {
         Ok(out)
     }
 
+    /// A named set's images and, per image, its cache entry.
+    pub(super) fn set(&self, which: &SetRef) -> (&EvalSet, &[usize]) {
+        let i = self
+            .loaded
+            .iter()
+            .position(|s| &s.set == which)
+            .expect("every named set is loaded");
+        (&self.loaded[i], &self.entries[i])
+    }
+
     /// One set, embedded by `net`, as the eval crate reads it (unreadable images left out).
     fn labelled(
         &self,
@@ -175,22 +195,18 @@ impl Evaluator {
         group: Option<&str>,
         dim: usize,
     ) -> LabelledSet {
-        let i = self
-            .loaded
-            .iter()
-            .position(|s| &s.set == which)
-            .expect("every named set is loaded");
-        let rows: Vec<usize> = (0..self.loaded[i].images.len())
-            .filter(|&r| cache.is_ok(self.entries[i][r]))
+        let (loaded, set_entries) = self.set(which);
+        let rows: Vec<usize> = (0..loaded.images.len())
+            .filter(|&r| cache.is_ok(set_entries[r]))
             .collect();
-        let entries: Vec<usize> = rows.iter().map(|&r| self.entries[i][r]).collect();
+        let entries: Vec<usize> = rows.iter().map(|&r| set_entries[r]).collect();
         let (embeddings, codes) = embed_entries(net, cache, &entries, dim);
         let code_bytes = dim / 8;
         let position: HashMap<usize, usize> =
             rows.iter().enumerate().map(|(p, &r)| (r, p)).collect();
         LabelledSet::from_images(
             &format!("{}:{}", which.dataset, which.split),
-            &self.loaded[i].images,
+            &loaded.images,
             label,
             group,
             |r| {
@@ -206,7 +222,7 @@ impl Evaluator {
 }
 
 /// Embeddings (normalised) and codes of cache entries (plain view), by the current network.
-fn embed_entries(
+pub(super) fn embed_entries(
     net: &Network,
     cache: &TrainInputs,
     entries: &[usize],
