@@ -11,6 +11,16 @@
 //! "train.temperature" = [0.05, 0.1]
 //! ```
 //!
+//! or, for an ablation (each lever alone against the file as it is), a list of points:
+//!
+//! ```toml
+//! [[points]]                         # no key: the task file as it is
+//! [[points]]
+//! "train.steps" = 3000
+//! ```
+//!
+//! (both may be given: the grid's points come first).
+//!
 //! Runs go to `OUT/<point>-s<seed>.run` with their models beside them; a finished run (its
 //! `report.json` exists) is not trained again and a killed one resumes from its checkpoint, so
 //! re-running the same command finishes the sweep. `OUT/sweep.md` and `OUT/sweep.json` hold the
@@ -33,8 +43,12 @@ pub struct Grid {
     /// Seeds of every point (default: the task file's).
     #[serde(default)]
     pub seeds: Option<Vec<u64>>,
-    /// Dotted task-file key -> values to try.
+    /// Dotted task-file key -> values to try; every combination is a point.
+    #[serde(default)]
     pub grid: BTreeMap<String, Vec<toml::Value>>,
+    /// Points listed one by one (dotted key -> value; none: the task file as it is).
+    #[serde(default)]
+    pub points: Vec<BTreeMap<String, toml::Value>>,
 }
 
 impl Grid {
@@ -48,6 +62,12 @@ impl Grid {
             path: path.into(),
             what: e.to_string(),
         })?;
+        if grid.grid.is_empty() && grid.points.is_empty() {
+            return Err(Error::Config {
+                path: path.into(),
+                what: "nothing to run: give a `[grid]` or `[[points]]`".into(),
+            });
+        }
         if let Some((key, _)) = grid.grid.iter().find(|(_, v)| v.is_empty()) {
             return Err(Error::Config {
                 path: path.into(),
@@ -63,9 +83,14 @@ impl Grid {
         Ok(grid)
     }
 
-    /// Every point of the grid: its `KEY=VALUE` overrides, in key order.
+    /// Every point: its `KEY=VALUE` overrides, in key order; the grid's combinations first,
+    /// then the listed points.
     pub fn points(&self) -> Vec<Vec<String>> {
-        let mut points = vec![Vec::new()];
+        let mut points = if self.grid.is_empty() {
+            Vec::new()
+        } else {
+            vec![Vec::new()]
+        };
         for (key, values) in &self.grid {
             points = points
                 .into_iter()
@@ -78,6 +103,12 @@ impl Grid {
                 })
                 .collect();
         }
+        points.extend(self.points.iter().map(|point| {
+            point
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect()
+        }));
         points
     }
 }
@@ -294,6 +325,45 @@ mod tests {
             point_name(&points[0]),
             "train.schedule=_cosine_,train.steps=10"
         );
+    }
+
+    #[test]
+    fn listed_points_follow_the_grid_and_an_empty_one_is_the_task_file() {
+        let ablation: Grid = toml::from_str(
+            "[[points]]\n[[points]]\n\"tasks.fine.proxy_init\" = \"grocery:iconic\"\n",
+        )
+        .unwrap();
+        let points = ablation.points();
+        assert_eq!(
+            points,
+            vec![
+                Vec::<String>::new(),
+                vec!["tasks.fine.proxy_init=\"grocery:iconic\"".to_string()]
+            ]
+        );
+        assert_eq!(point_name(&points[0]), "base");
+        let both: Grid =
+            toml::from_str("[grid]\n\"train.steps\" = [1, 2]\n[[points]]\n\"seed\" = 3\n").unwrap();
+        assert_eq!(both.points().len(), 3);
+        assert_eq!(both.points()[2], vec!["seed=3".to_string()]);
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("grid.toml");
+        std::fs::write(&empty, "seeds = [1]\n").unwrap();
+        let e = Grid::load(&empty).unwrap_err().to_string();
+        assert!(e.contains("nothing to run"), "{e}");
+    }
+
+    #[test]
+    fn every_shipped_sweep_file_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/sweeps");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let grid = Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!grid.points().is_empty(), "{}", path.display());
+            loaded += 1;
+        }
+        assert!(loaded >= 2, "{loaded} sweep files");
     }
 
     #[test]
