@@ -29,15 +29,17 @@ if [ ! -d "$DATA_DIR/grocery-store/dataset" ] || [ ! -d "$DATA_DIR/clothing-smal
 fi
 scripts/fetch-assets.sh >/dev/null
 cargo build --release --locked -p unisight
-# the commit the binary is built from (a run's kept record names it; "+changes" when the
-# source differed from it)
+# the commit the binary is built from ("+changes" when the source differed from it)
 built_from=$(git rev-parse HEAD)
 git diff --quiet HEAD -- crates Cargo.toml Cargo.lock || built_from="$built_from+changes"
 mkdir -p "$OUT"
 for model in $MODELS; do
   for seed in $SEEDS; do
     name="$model-s$seed"
+    # the commit a kept record names: this invocation's build, when this invocation trained it
+    commit="unknown (trained by an earlier invocation of this script)"
     if [ ! -f "$OUT/$name.run/report.json" ]; then
+      commit=$built_from
       echo "== $name" >&2
       start=$SECONDS
       target/release/unisight train \
@@ -49,7 +51,7 @@ for model in $MODELS; do
     if [ ! -f "$keep/report.json" ]; then
       mkdir -p "$keep"
       cp "$OUT/$name.run/report.json" "$keep/report.json"
-      { lscpu | sed -n "s/^Model name: *//p"; echo "cores: $(nproc)"; echo "commit: $built_from"; } > "$keep/machine.txt"
+      { lscpu | sed -n "s/^Model name: *//p"; echo "cores: $(nproc)"; echo "commit: $commit"; } > "$keep/machine.txt"
       cp "$OUT/$name.run/config.toml" "$keep/config.toml"
     fi
   done
