@@ -53,6 +53,18 @@ impl TrainConfig {
             m.dim,
             "a multiple of 64 up to 1280",
         )?;
+        if m.front_precision == crate::FrontPrecision::Int8
+            && matches!(
+                m.train_from,
+                crate::TrainFrom::Stem | crate::TrainFrom::Pooled
+            )
+        {
+            return Err(format!(
+                "`model.front_precision` = \"int8\" quantizes the cached front of blocks; \
+                 model.train_from = \"{}\" has none to quantize (use \"blockN\" or \"head\")",
+                String::from(m.train_from)
+            ));
+        }
         self.check_train()?;
         self.check_augment()?;
         self.check_datasets()?;

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 pub use augment::AugmentConfig;
 pub use dataset::{is_carved, DatasetConfig, CARVED_SPLIT};
 pub use error::{Error, Result};
-pub use model::ModelConfig;
+pub use model::{FrontPrecision, ModelConfig};
 pub use optim::{KeepModel, OptimConfig, OptimizerKind, Schedule};
 pub use task::{EvalConfig, ProxyMode, SetRef, TaskConfig};
 pub use train_from::TrainFrom;
@@ -252,6 +252,33 @@ proxy_budget = 4
             "steps = 10\nonly_tasks = [\"fine\", \"shoes\"]",
         ));
         assert!(e.contains("only_tasks") && e.contains("`shoes`"), "{e}");
+    }
+
+    #[test]
+    fn an_int8_front_needs_blocks_to_quantize() {
+        let int8 = GOOD.replace("dim = 256", "dim = 256\nfront_precision = \"int8\"");
+        assert_eq!(
+            load(&int8).unwrap().model.front_precision,
+            FrontPrecision::Int8
+        );
+        assert_eq!(
+            load(GOOD).unwrap().model.front_precision,
+            FrontPrecision::Float32
+        );
+        let e = load(&int8.replace("block14", "pooled"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.front_precision") && e.contains("pooled"),
+            "{e}"
+        );
+        let e = load(&GOOD.replace("dim = 256", "dim = 256\nfront_precision = \"int4\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("int4") && e.contains("line"), "{e}");
+        // the default is not written, so task files and runs from before it keep their identity
+        let written = toml::to_string(&load(GOOD).unwrap().model).unwrap();
+        assert!(!written.contains("front_precision"), "{written}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   views/s of the trunk cache (blocks 0-13 of Lite0, the quality bar's front) on Grocery Store
 //!   training photos, end to end into a fresh folder, and of its two halves alone: decoding and
 //!   rendering the views (every core), and the frozen graph on ONNX Runtime (batch 32); then a
-//!   second build over the same images, as another run or task file sharing them does.
+//!   second build over the same images, as another run or task file sharing them does; then the
+//!   int8 front (`model.front_precision = "int8"`), end to end with its calibration and alone.
 //! `... -- proxies full|sampled [CLASSES] [BUDGET]`:
 //!   ms/step and peak memory of the head (projection + proxies) with 1,000,000 classes, softmax
 //!   over all proxies vs the batch's positives plus sampled negatives (8,192). Run each mode in
@@ -335,17 +336,19 @@ fn bench_cache(model: &UnifiedModel, args: &[String]) {
     });
     let infer_sessions = total_views as f64 / t.elapsed().as_secs_f64();
     drop(sessions);
-    drop(batches);
-    drop(flat);
-    drop(pixels);
 
-    // views/s of one build into the bench's cache folder
-    let timed_build = || {
+    // views/s of one build into a cache folder of the bench's, float or int8 front
+    use unisight_train::config::FrontPrecision;
+    let timed_build = |folder: &str, precision| {
         let t = Instant::now();
+        let front = cache::CachedFront {
+            train_from: TrainFrom::Block(14),
+            precision,
+        };
         cache::build(
-            &dir.path().join("cache"),
+            &dir.path().join(folder),
             model,
-            TrainFrom::Block(14),
+            front,
             &entries,
             &augment,
             1,
@@ -354,12 +357,29 @@ fn bench_cache(model: &UnifiedModel, args: &[String]) {
         .expect("cache builds");
         total_views as f64 / t.elapsed().as_secs_f64()
     };
-    let whole = timed_build();
+    let whole = timed_build("cache", FrontPrecision::Float32);
     // another run (another task file) over the same images: served from the folder
-    let again = timed_build();
+    let again = timed_build("cache", FrontPrecision::Float32);
+    // the int8 front: calibrated and built end to end, then its graph alone on the same pixels
+    let whole_int8 = timed_build("cache-int8", FrontPrecision::Int8);
+    let int8_graph = std::fs::read_dir(dir.path().join("cache-int8"))
+        .expect("int8 cache folder")
+        .map(|e| e.expect("entry").path().join("frozen.onnx"))
+        .find(|p| p.exists())
+        .expect("the int8 build installed its graph");
+    let mut ort =
+        unisight_embed::OrtEmbedder::new(&int8_graph, model.spec.clone(), 0).expect("session");
+    let t = Instant::now();
+    for batch in flat.chunks(32 * 3 * size * size) {
+        let n = batch.len() / (3 * size * size);
+        ort.run_outputs(batch, n, &["map"]).expect("runs");
+    }
+    let infer_int8 = total_views as f64 / t.elapsed().as_secs_f64();
     println!(
-        "{} images x {views} views: decode + render {render:.1} views/s, frozen front on ONNX Runtime {infer:.1} views/s (one session per core, one thread each: {infer_sessions:.1}), cache::build end to end {whole:.1} views/s ({:.2}x the front alone), again on the same images {again:.0} views/s",
+        "{} images x {views} views: decode + render {render:.1} views/s, frozen front on ONNX Runtime {infer:.1} views/s (one session per core, one thread each: {infer_sessions:.1}), cache::build end to end {whole:.1} views/s ({:.2}x the front alone), again on the same images {again:.0} views/s; int8 front alone {infer_int8:.1} views/s ({:.2}x the float front), int8 cache::build end to end (calibration included) {whole_int8:.1} views/s ({:.2}x the float build)",
         entries.len(),
-        whole / infer
+        whole / infer,
+        infer_int8 / infer,
+        whole_int8 / whole,
     );
 }

@@ -457,7 +457,7 @@ fn trunk_cache_is_shared_across_image_lists_and_equal_to_a_fresh_build() {
         cache::build(
             cache,
             &model,
-            TrainFrom::Block(14),
+            TrainFrom::Block(14).into(),
             entries,
             &config.augment,
             9,

@@ -13,10 +13,14 @@ use unisight_data::decode::{load_rgb, DecodeLimits};
 use unisight_embed::OrtEmbedder;
 use unisight_model::UnifiedModel;
 
+use super::front::{
+    float_graph, install_once, int8_graph, CachedFront, FrontGraph, CALIBRATION_IMAGES,
+    CALIBRATION_VIEWS,
+};
 use super::store::{image_id, Store, StoredImage};
 use super::views::render_view;
 use super::{CacheEntry, TrunkCache};
-use crate::config::AugmentConfig;
+use crate::config::{AugmentConfig, FrontPrecision};
 use crate::network::TrainFrom;
 use crate::{Error, Result};
 
@@ -26,10 +30,12 @@ const CHUNK: usize = 64;
 /// run-to-run noise of each other here).
 const ORT_BATCH: usize = 32;
 
-/// What a cache folder is for: views of one frozen front, augmentation and seed. The image list
-/// is not part of it, so runs over other task files share what they have in common.
+/// What a cache folder is for: views of one frozen front (its float graph and arithmetic),
+/// augmentation and seed. The image list is not part of it, so runs over other task files share
+/// what they have in common; nor are an int8 front's calibrated ranges: the first build of a
+/// folder fixes them (its `frozen.onnx`) for every later one.
 #[derive(Serialize)]
-struct Front<'a> {
+struct FrontKey<'a> {
     version: u32,
     graph_crc: u32,
     train_from: TrainFrom,
@@ -37,6 +43,12 @@ struct Front<'a> {
     preprocess: unisight_core::Preprocess,
     augment: &'a AugmentConfig,
     seed: u64,
+    #[serde(skip_serializing_if = "is_float32")]
+    precision: FrontPrecision,
+}
+
+fn is_float32(p: &FrontPrecision) -> bool {
+    *p == FrontPrecision::Float32
 }
 
 /// One chunk of images decoded and rendered: per image, its pixels or why it failed.
@@ -54,50 +66,39 @@ struct Rendered {
 pub fn build(
     root: &Path,
     model: &UnifiedModel,
-    train_from: TrainFrom,
+    front: CachedFront,
     entries: &[CacheEntry],
     augment: &AugmentConfig,
     seed: u64,
     progress: bool,
 ) -> Result<TrunkCache> {
-    let blocks = unisight_model::efficientnet::block_strides(model.spec.architecture).len();
-    let (graph, output, row_shape) = match train_from {
-        TrainFrom::Stem => {
+    let FrontGraph {
+        graph,
+        output,
+        row_shape,
+        end_block,
+    } = float_graph(model, front.train_from)?;
+    let int8_end = match (front.precision, end_block) {
+        (FrontPrecision::Float32, _) => None,
+        (FrontPrecision::Int8, Some(end)) => Some(end),
+        (FrontPrecision::Int8, None) => {
             return Err(Error::Data(
-                "training from the stem reads pixels; there is nothing to cache".into(),
+                "an int8 front quantizes blocks; training from the pooled features has none".into(),
             ))
         }
-        TrainFrom::Pooled => (
-            unisight_model::onnx::export(model)?,
-            unisight_model::onnx::OUTPUT_FEATURES,
-            vec![model.spec.trunk_dim],
-        ),
-        other => {
-            let end = other.first_block(blocks);
-            let graph = unisight_model::onnx::export_prefix(model, end)?;
-            let channels = model.trunk.blocks[end - 1].project.conv.weight.dims()[0];
-            // TF-SAME: every stride-s layer maps n to ceil(n / s); the stem has stride 2
-            let side = unisight_model::efficientnet::block_strides(model.spec.architecture)[..end]
-                .iter()
-                .fold(model.spec.input_size.div_ceil(2), |n, &s| n.div_ceil(s));
-            (
-                graph,
-                unisight_model::onnx::OUTPUT_MAP,
-                vec![channels, side, side],
-            )
-        }
     };
-    let front = serde_json::to_vec(&Front {
+    let key = serde_json::to_vec(&FrontKey {
         version: 2,
         graph_crc: crc32c::crc32c(&graph),
-        train_from,
+        train_from: front.train_from,
         input_size: model.spec.input_size,
         preprocess: model.spec.preprocess,
         augment,
         seed,
+        precision: front.precision,
     })
-    .expect("the front serialises");
-    let dir = root.join(format!("front-{:08x}", crc32c::crc32c(&front)));
+    .expect("the front key serialises");
+    let dir = root.join(format!("front-{:08x}", crc32c::crc32c(&key)));
     let row_len = row_shape.iter().product::<usize>();
     let mut store = Store::open(&dir, row_len)?;
 
@@ -123,14 +124,9 @@ pub fn build(
                 dir.display()
             ));
         }
-        let onnx_path = dir.join("frozen.onnx");
-        if !onnx_path.exists() {
-            unisight_core::atomic::atomic_write_bytes(&onnx_path, &graph)?;
-        }
         let library =
             unisight_model::assets::onnxruntime_path(&unisight_model::assets::assets_dir())?;
         unisight_embed::init_onnxruntime(&library)?;
-        let ort = OrtEmbedder::new(&onnx_path, model.spec.clone(), 0)?;
         let renderer = Renderer {
             entries,
             augment,
@@ -138,6 +134,35 @@ pub fn build(
             size: model.spec.input_size,
             preprocess: model.spec.preprocess,
         };
+        let onnx_path = dir.join("frozen.onnx");
+        if !onnx_path.exists() {
+            let graph = match int8_end {
+                None => graph,
+                Some(end) => {
+                    let started = std::time::Instant::now();
+                    let sample = renderer.render(&todo[..todo.len().min(CALIBRATION_IMAGES)]);
+                    let len = 3 * model.spec.input_size.pow(2);
+                    let pixels: Vec<f32> = sample
+                        .pixels
+                        .iter()
+                        .flatten()
+                        .flat_map(|px| &px[..px.len().min(CALIBRATION_VIEWS * len)])
+                        .copied()
+                        .collect();
+                    let views = pixels.len() / len;
+                    let graph = int8_graph(model, end, &pixels, views, &dir)?;
+                    if progress {
+                        bar.println(&format!(
+                            "trunk cache: int8 front calibrated on {views} views in {:.1} s",
+                            started.elapsed().as_secs_f64()
+                        ));
+                    }
+                    graph
+                }
+            };
+            install_once(&onnx_path, &graph)?;
+        }
+        let ort = OrtEmbedder::new(&onnx_path, model.spec.clone(), 0)?;
         failures = pipeline(
             &renderer, &todo, &ids, ort, output, row_len, &mut store, &bar,
         )?;
@@ -232,9 +257,12 @@ fn pipeline(
             Ok(())
         });
         let inference = (|| -> Result<()> {
+            // one buffer for every chunk: a fresh one of a chunk's size (hundreds of MB) costs
+            // more in page faults than the copy itself
+            let mut pixels = Vec::new();
             for chunk in rendered_rx {
                 let mut images = Vec::new();
-                let mut pixels = Vec::new();
+                pixels.clear();
                 for (i, px) in chunk.images.iter().zip(chunk.pixels) {
                     let e = &entries[*i];
                     match (px, &ids[*i]) {

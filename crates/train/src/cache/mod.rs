@@ -11,6 +11,7 @@
 //! had not committed. An unreadable image is skipped and counted, never fatal.
 
 mod build;
+mod front;
 mod store;
 mod views;
 
@@ -25,6 +26,7 @@ use unisight_model::UnifiedModel;
 use crate::config::AugmentConfig;
 
 pub use build::build;
+pub use front::CachedFront;
 pub use views::{random_view, render_view};
 
 /// One image to cache.

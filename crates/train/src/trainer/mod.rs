@@ -248,7 +248,10 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         TrainInputs::Cached(cache::build(
             &options.cache_dir,
             &base,
-            config.model.train_from,
+            cache::CachedFront {
+                train_from: config.model.train_from,
+                precision: config.model.front_precision,
+            },
             &entries,
             &config.augment,
             config.seed,
