@@ -40,7 +40,9 @@ pub enum FrontPrecision {
 }
 
 impl FrontPrecision {
-    fn is_float32(&self) -> bool {
+    /// The default, which task files and cache keys leave unwritten so that they keep the
+    /// identity they had before int8 existed.
+    pub fn is_float32(&self) -> bool {
         *self == FrontPrecision::Float32
     }
 }

@@ -43,12 +43,8 @@ struct FrontKey<'a> {
     preprocess: unisight_core::Preprocess,
     augment: &'a AugmentConfig,
     seed: u64,
-    #[serde(skip_serializing_if = "is_float32")]
+    #[serde(skip_serializing_if = "FrontPrecision::is_float32")]
     precision: FrontPrecision,
-}
-
-fn is_float32(p: &FrontPrecision) -> bool {
-    *p == FrontPrecision::Float32
 }
 
 /// One chunk of images decoded and rendered: per image, its pixels or why it failed.
