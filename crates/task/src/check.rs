@@ -325,6 +325,22 @@ impl TrainConfig {
                     ));
                 }
             }
+            if let Some(d) = &task.distill {
+                require(
+                    within(d.weight, 0.0, 1e6),
+                    &field("distill.weight"),
+                    d.weight,
+                    "between 0 and 1e6",
+                )?;
+                if let Some(t) = d.temperature {
+                    require(
+                        positive_up_to(t, 10.0),
+                        &field("distill.temperature"),
+                        t,
+                        "> 0 and at most 10",
+                    )?;
+                }
+            }
             if let Some(e) = &task.eval {
                 for (name, v) in [
                     ("queries", Some(&e.queries)),
@@ -444,6 +460,14 @@ validation = "grocery:val"
                 "datasets.grocery.domain_weights.catalog",
             ),
             ("tasks=[]", "tasks"),
+            (
+                "tasks.fine.distill={teacher = \"t.safetensors\", weight = -1.0}",
+                "tasks[0].distill.weight",
+            ),
+            (
+                "tasks.fine.distill={teacher = \"t.safetensors\", temperature = 0.0}",
+                "tasks[0].distill.temperature",
+            ),
         ] {
             let e = load_with(&[set]).expect_err(set);
             assert!(e.contains(&format!("`{key}`")), "{set}: {e}");
@@ -476,5 +500,14 @@ validation = "grocery:val"
         );
         let e = with("clothing:train").unwrap_err();
         assert!(e.contains("not one of the task's `sources`"), "{e}");
+    }
+
+    #[test]
+    fn a_teachers_path_is_resolved_from_the_task_files_folder() {
+        let taught = load_with(&["tasks.fine.distill={teacher = \"t.safetensors\"}"]).unwrap();
+        let distill = taught.tasks[0].distill.as_ref().unwrap();
+        assert!(distill.teacher.is_absolute(), "{:?}", distill.teacher);
+        assert!(distill.teacher.ends_with("t.safetensors"));
+        assert_eq!((distill.weight, distill.temperature), (1.0, None));
     }
 }

@@ -46,7 +46,7 @@ pub use dataset::{is_carved, DatasetConfig, CARVED_SPLIT};
 pub use error::{Error, Result};
 pub use model::{FrontPrecision, ModelConfig};
 pub use optim::{KeepModel, OptimConfig, OptimizerKind, Schedule};
-pub use task::{EvalConfig, ProxyMode, SetRef, TaskConfig};
+pub use task::{DistillConfig, EvalConfig, ProxyMode, SetRef, TaskConfig};
 pub use train_from::TrainFrom;
 
 /// The whole task file.
@@ -142,6 +142,11 @@ impl TrainConfig {
         if let Some(init) = &mut config.model.init {
             if init.is_relative() {
                 *init = base.join(&*init);
+            }
+        }
+        for distill in config.tasks.iter_mut().filter_map(|t| t.distill.as_mut()) {
+            if distill.teacher.is_relative() {
+                distill.teacher = base.join(&distill.teacher);
             }
         }
         if let Some(only) = &config.train.only_tasks {

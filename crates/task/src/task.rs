@@ -1,5 +1,7 @@
 //! `[[tasks]]`: one label field over datasets, its proxies and its evaluation sets.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// Proxy set of a task's softmax.
@@ -41,6 +43,29 @@ pub struct TaskConfig {
     /// catalog task, so training pulls the photos towards where the catalog already sits.
     /// Classes without an image there start at random.
     pub proxy_init: Option<String>,
+    /// Distil a teacher model into this task: the unified model's neighbourhoods among the
+    /// task's images in each batch are pulled towards the teacher's (a specialized model, or the
+    /// unified model before a task was added), so what the teacher knew is kept.
+    pub distill: Option<DistillConfig>,
+}
+
+/// `[tasks.distill]`: relational distillation from a teacher model.
+///
+/// Each batch row of the task gets a softmax over its cosine similarities to the task's other
+/// rows, under the teacher and under the model in training; the term is KL(teacher || model),
+/// the mean over rows. It compares similarities, not embeddings, so the teacher may have any D.
+/// The teacher must share the run's frozen front (same architecture, trained from the same
+/// block or later), so it runs on the cached trunk maps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// The teacher's model file (relative paths: from the task file's folder).
+    pub teacher: PathBuf,
+    /// Weight of the term beside the task's own loss.
+    #[serde(default = "one")]
+    pub weight: f64,
+    /// Temperature of the similarity softmax (default: `train.temperature`).
+    pub temperature: Option<f64>,
 }
 
 fn one() -> f64 {

@@ -122,6 +122,34 @@ pub fn softmax_over_subset(
     (picked * w).sum().neg() / total.max(1e-12) as f64
 }
 
+/// Relational distillation: each row's softmax over its cosine similarities to the other rows
+/// (divided by `temperature`), the student's pulled towards the teacher's; KL(teacher ||
+/// student), the mean over rows. Embeddings of different sizes compare, since only
+/// similarities within each side are used. `teacher` carries no gradient.
+///
+/// # Shapes
+/// `student`: `[n, D]`, `teacher`: `[n, D']`, both L2-normalised, n >= 2.
+pub fn relational_distillation(
+    student: &Tensor<2>,
+    teacher: &Tensor<2>,
+    temperature: f64,
+    device: &Device,
+) -> Tensor<1> {
+    let [n, _] = student.dims();
+    // a row's similarity to itself is no neighbour: pushed far below every other one
+    let mut diagonal = vec![0f32; n * n];
+    for i in 0..n {
+        diagonal[i * n + i] = -1e4;
+    }
+    let mask = Tensor::<2>::from_data(TensorData::new(diagonal, [n, n]), device);
+    let logits =
+        |x: &Tensor<2>| x.clone().matmul(x.clone().transpose()) / temperature + mask.clone();
+    let log_teacher = log_softmax(logits(teacher), 1).detach();
+    let log_student = log_softmax(logits(student), 1);
+    let kl = log_teacher.clone().exp() * (log_teacher - log_student);
+    kl.sum_dim(1).mean()
+}
+
 fn int_tensor(values: &[usize], device: &Device) -> Tensor<1, Int> {
     let v: Vec<i64> = values.iter().map(|&x| x as i64).collect();
     Tensor::from_data(TensorData::new(v, [values.len()]), device)
@@ -152,6 +180,32 @@ mod tests {
         assert_eq!(near.len(), 4);
         assert!(near.contains(&4));
         assert_eq!(all, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn distillation_is_zero_for_the_teachers_own_neighbourhoods_and_matches_a_hand_computation() {
+        let device = Device::flex();
+        let rows = |v: Vec<f32>, d: usize| {
+            let n = v.len() / d;
+            l2_normalize(Tensor::<2>::from_data(TensorData::new(v, [n, d]), &device))
+        };
+        let value = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().unwrap()[0] as f64;
+        // a teacher in 3 dimensions, a student in 2 with the same cosines: nothing to learn
+        let teacher = rows(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], 3);
+        let same = rows(vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0], 2);
+        let teacher_2d = rows(vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0], 2);
+        assert!(value(relational_distillation(&same, &teacher_2d, 0.5, &device)).abs() < 1e-6);
+        // by hand: teacher cosines off the diagonal are all 0 (uniform over the two others);
+        // the student's row 0 sees cosines (0, -1), row 1 (0, 0), row 2 (-1, 0)
+        let got = value(relational_distillation(&same, &teacher, 0.5, &device));
+        let kl_row = |a: f64, b: f64| {
+            let (ea, eb) = ((a / 0.5).exp(), (b / 0.5).exp());
+            let (pa, pb) = (ea / (ea + eb), eb / (ea + eb));
+            0.5 * (0.5f64 / pa).ln() + 0.5 * (0.5f64 / pb).ln()
+        };
+        let want = (kl_row(0.0, -1.0) + kl_row(0.0, 0.0) + kl_row(-1.0, 0.0)) / 3.0;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        assert!(got > 0.0);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! where the interrupted one was.
 
 mod checkpoint;
+mod distill;
 mod proxy_init;
 mod setup;
 mod step;
@@ -61,6 +62,9 @@ pub struct StepLog {
     pub lr: f64,
     /// Per task, in config order (`None`: no labelled image in the batch).
     pub losses: Vec<Option<f64>>,
+    /// Per task, the distillation term (`[tasks.distill]`; empty when no task has a teacher).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub distill: Vec<Option<f64>>,
 }
 
 impl StepLog {
@@ -70,15 +74,18 @@ impl StepLog {
     /// # Errors
     /// [`Error::Diverged`].
     pub fn check_finite(&self, tasks: &[String]) -> Result<()> {
-        for (t, loss) in self.losses.iter().enumerate() {
-            if let Some(l) = loss.filter(|l| !l.is_finite()) {
-                return Err(Error::Diverged {
-                    step: self.step,
-                    what: format!(
-                        "the loss of task `{}` is {l}",
-                        tasks.get(t).map_or("?", String::as_str)
-                    ),
-                });
+        let terms = [("loss", &self.losses), ("distillation term", &self.distill)];
+        for (term, values) in terms {
+            for (t, value) in values.iter().enumerate() {
+                if let Some(l) = value.filter(|l| !l.is_finite()) {
+                    return Err(Error::Diverged {
+                        step: self.step,
+                        what: format!(
+                            "the {term} of task `{}` is {l}",
+                            tasks.get(t).map_or("?", String::as_str)
+                        ),
+                    });
+                }
             }
         }
         Ok(())
@@ -273,9 +280,10 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         (None, None) => unreachable!("checked in the config"),
     };
     let warmup = config.train.warmup_steps.unwrap_or(0).min(total_steps);
-    let fingerprint = crc32c::crc32c(
+    let teachers = distill::Teachers::load(config, &base, &train_device)?;
+    let fingerprint = teachers.fingerprint(crc32c::crc32c(
         &serde_json::to_vec(&(config, set.images.len(), total_steps)).expect("config serialises"),
-    );
+    ));
 
     // network and optimizer, fresh or from the latest checkpoint
     let checkpoints = options.work_dir.join("checkpoints");
@@ -368,6 +376,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         proxy_sets: &proxy_sets,
         trunk_ids: &trunk_ids,
         sparse_optim: &sparse_optim,
+        teachers: &teachers,
         total_steps,
         warmup,
         device: &train_device,
@@ -583,6 +592,7 @@ mod tests {
             step: 7,
             lr: 1e-3,
             losses,
+            distill: Vec::new(),
         };
         log(vec![Some(2.5), None]).check_finite(&tasks).unwrap();
         let e = log(vec![Some(2.5), Some(f64::NAN)])
@@ -596,6 +606,12 @@ mod tests {
         assert!(log(vec![Some(f64::INFINITY), None])
             .check_finite(&tasks)
             .is_err());
+        let distilled = StepLog {
+            distill: vec![None, Some(f64::NAN)],
+            ..log(vec![Some(2.5), Some(1.0)])
+        };
+        let e = distilled.check_finite(&tasks).unwrap_err().to_string();
+        assert!(e.contains("distillation term of task `clothing`"), "{e}");
     }
 
     #[test]

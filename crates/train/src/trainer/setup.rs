@@ -37,13 +37,18 @@ pub(super) fn base_model(config: &TrainConfig, device: &Device) -> Result<Unifie
     if model.head.projection.is_none() {
         // identity at D = trunk width: make it an explicit, trainable matrix
         let n = model.spec.trunk_dim;
-        let mut eye = vec![0f32; n * n];
-        for i in 0..n {
-            eye[i * n + i] = 1.0;
-        }
-        model.head = unisight_model::EmbeddingHead::new(Some((n, n, eye)), device);
+        model.head = unisight_model::EmbeddingHead::new(Some((n, n, identity(n))), device);
     }
     Ok(model)
+}
+
+/// The `n x n` identity, row-major.
+pub(super) fn identity(n: usize) -> Vec<f32> {
+    let mut eye = vec![0f32; n * n];
+    for i in 0..n {
+        eye[i * n + i] = 1.0;
+    }
+    eye
 }
 
 /// A task's proxies: a dense bank inside the network (index into `Network::proxies`), or a

@@ -8,11 +8,14 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use unisight_model::head::l2_normalize;
 
+use super::distill::Teachers;
 use super::setup::{int_tensor, Bank};
 use super::{learning_rate, StepLog};
 use crate::cache::TrainInputs;
 use crate::config::TrainConfig;
-use crate::loss::{proxy_subset, softmax_over_subset, ProxySet, TaskTargets};
+use crate::loss::{
+    proxy_subset, relational_distillation, softmax_over_subset, ProxySet, TaskTargets,
+};
 use crate::network::{Network, NetworkInput};
 use crate::plan::{mix, Sampler, TrainingSet};
 use crate::sparse::SparseOptim;
@@ -26,6 +29,7 @@ pub(super) struct StepContext<'a> {
     pub(super) proxy_sets: &'a [ProxySet],
     pub(super) trunk_ids: &'a [burn::module::ParamId],
     pub(super) sparse_optim: &'a SparseOptim,
+    pub(super) teachers: &'a Teachers,
     pub(super) total_steps: usize,
     pub(super) warmup: usize,
     pub(super) device: &'a Device,
@@ -47,6 +51,7 @@ pub(super) fn train_step(
         proxy_sets,
         trunk_ids,
         sparse_optim,
+        teachers,
         total_steps,
         warmup,
         device,
@@ -69,6 +74,9 @@ pub(super) fn train_step(
     let soft_codes = (config.train.binary_weight > 0.0)
         .then(|| l2_normalize((out.projected.clone() * config.train.binary_sharpness).tanh()));
     let mut losses = Vec::with_capacity(set.tasks.len());
+    let mut distill_losses = Vec::new();
+    // teacher embeddings of this step by (teacher, rows): tasks on the same images share them
+    let mut taught: Vec<(usize, Vec<usize>, Tensor<2>)> = Vec::new();
     let mut leaves: Vec<(usize, Vec<usize>, Tensor<2>)> = Vec::new();
     for (t, task) in set.tasks.iter().enumerate() {
         let mut targets = TaskTargets::default();
@@ -124,6 +132,36 @@ pub(super) fn train_step(
                 softmax_over_subset(soft, proxies, &subset, &targets, temperature, train_device);
             loss = loss + binary * config.train.binary_weight;
         }
+        if let Some(tt) = teachers.by_task[t].filter(|_| targets.rows.len() >= 2) {
+            let known = taught
+                .iter()
+                .position(|(i, rows, _)| *i == tt.teacher && *rows == targets.rows);
+            let position = known.unwrap_or_else(|| {
+                let rows: Vec<(usize, usize)> = targets
+                    .rows
+                    .iter()
+                    .map(|&r| (draws[r].image, draws[r].view))
+                    .collect();
+                let embedded = teachers.embed(tt.teacher, trunk_cache, &rows, train_device);
+                taught.push((tt.teacher, targets.rows.clone(), embedded));
+                taught.len() - 1
+            });
+            let teacher = &taught[position].2;
+            let rows = int_tensor(&targets.rows, train_device);
+            let student = out.normalized.clone().select(0, rows.clone());
+            let mut term = relational_distillation(&student, teacher, tt.temperature, train_device);
+            if distill_losses.len() < t {
+                distill_losses.resize(t, None);
+            }
+            distill_losses.push(Some(term.clone().into_scalar::<f32>() as f64));
+            if let Some(soft) = &soft_codes {
+                let soft = soft.clone().select(0, rows);
+                term = term
+                    + relational_distillation(&soft, teacher, tt.temperature, train_device)
+                        * config.train.binary_weight;
+            }
+            loss = loss + term * tt.weight;
+        }
         let weighted = loss * task.weight;
         total = Some(match total {
             Some(acc) => acc + weighted,
@@ -147,7 +185,19 @@ pub(super) fn train_step(
         }
     }
     let images = draws.len();
-    (net, StepLog { step, lr, losses }, images)
+    if !distill_losses.is_empty() {
+        distill_losses.resize(set.tasks.len(), None);
+    }
+    (
+        net,
+        StepLog {
+            step,
+            lr,
+            losses,
+            distill: distill_losses,
+        },
+        images,
+    )
 }
 
 pub(super) fn batch_input(
