@@ -5,8 +5,8 @@
 //! of each image in turn) and then `chunk-<crc>.json` (its images, and the commit marker), both
 //! written atomically and never changed after; the name is a checksum of the chunk's image ids,
 //! so two runs writing the same chunk write the same bytes. An image is identified by its key
-//! (which seeds its augmentation), its canonical path, and the file's length and modification
-//! time: a changed file is computed again. A record with more views serves a request for fewer
+//! (which seeds its augmentation) and its file's bytes: a changed file is computed again, a
+//! copied data set is not. A record with more views serves a request for fewer
 //! (view 0, the plain crop, is the same in every record), so evaluation images reuse training
 //! images' rows across runs. Chunk files are memory-mapped, not read into memory.
 
@@ -65,28 +65,17 @@ pub(super) struct Store {
     found: HashMap<String, Location>,
 }
 
-/// An image's identity in the cache: its key, canonical path, length and modification time.
-/// `None` when the file cannot be read (it is then decoded, fails, and is reported).
+/// An image's identity in the cache: a 128-bit hash of its key and its file's bytes, so a
+/// file changed in place is a new image, and a data set copied or moved elsewhere (new paths,
+/// new modification times) still finds its rows. `None` when the file cannot be read (it is then
+/// decoded, fails, and is reported).
 pub(super) fn image_id(entry: &CacheEntry) -> Option<String> {
-    let path = std::fs::canonicalize(&entry.file).ok()?;
-    let meta = std::fs::metadata(&path).ok()?;
-    let modified = meta
-        .modified()
-        .ok()?
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()?
-        .as_nanos();
-    let identity = format!(
-        "{}\n{}\n{}\n{modified}",
-        entry.key,
-        path.display(),
-        meta.len()
-    );
-    Some(format!(
-        "{:08x}{:08x}",
-        crc32c::crc32c(identity.as_bytes()),
-        crc32c::crc32c(entry.key.as_bytes())
-    ))
+    let bytes = std::fs::read(&entry.file).ok()?;
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(&(entry.key.len() as u64).to_le_bytes());
+    hasher.update(entry.key.as_bytes());
+    hasher.update(&bytes);
+    Some(format!("{:032x}", hasher.digest128()))
 }
 
 impl Store {
@@ -288,10 +277,20 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_file_is_a_new_image() {
+    fn a_changed_file_is_a_new_image_and_a_copied_one_is_not() {
         let tmp = tempfile::tempdir().unwrap();
         let a = entry(tmp.path(), "a.jpg");
         let before = image_id(&a).unwrap();
+        // the same bytes elsewhere, written later (a data set copied to another disk)
+        let copy_dir = tmp.path().join("copy");
+        std::fs::create_dir(&copy_dir).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::copy(&a.file, copy_dir.join("a.jpg")).unwrap();
+        let copied = CacheEntry {
+            file: copy_dir.join("a.jpg"),
+            ..a.clone()
+        };
+        assert_eq!(image_id(&copied).unwrap(), before);
         std::fs::write(&a.file, "another photo").unwrap();
         assert_ne!(image_id(&a).unwrap(), before);
         let renamed = CacheEntry {
