@@ -535,9 +535,17 @@ fn loss_summary(history: &History, set: &TrainingSet) -> String {
         .iter()
         .enumerate()
         .map(|(t, task)| {
-            let v: Vec<f64> = recent.iter().filter_map(|s| s.losses[t]).collect();
-            let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
-            format!("{}={mean:.3}", task.name)
+            let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let loss = mean(recent.iter().filter_map(|s| s.losses[t]).collect());
+            let distill: Vec<f64> = recent
+                .iter()
+                .filter_map(|s| s.distill.get(t).copied().flatten())
+                .collect();
+            if distill.is_empty() {
+                format!("{}={loss:.3}", task.name)
+            } else {
+                format!("{}={loss:.3}+distill {:.3}", task.name, mean(distill))
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
