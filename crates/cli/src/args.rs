@@ -47,8 +47,8 @@ pub enum Command {
     /// Turn Debian's Fashion-MNIST package (`apt-get install dataset-fashion-mnist`) into an
     /// image folder (`OUT/{train,test}/<class>/*.png`) that task files can name.
     ImportFashionMnist(ImportFashionMnistArgs),
-    /// Print a Markdown table of finished training runs (their work folders): Recall@1 float
-    /// and bits per task, mean and spread over seeds (runs named NAME-sSEED).
+    /// Print a Markdown table of finished training runs (their work folders): Recall@1 and
+    /// MAP@R, float and bits, per task, mean and spread over seeds (runs named NAME-sSEED).
     SummarizeRuns(SummarizeRunsArgs),
     /// Train a task file at every point of a grid of recipe settings (over seeds), resumably,
     /// and rank the points by validation score in OUT/sweep.md (test scores beside, of the

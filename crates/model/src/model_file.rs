@@ -110,11 +110,20 @@ pub fn read(path: &Path) -> Result<(ModelSpec, Weights)> {
 /// As [`read`].
 pub fn read_with_tasks(path: &Path) -> Result<(ModelSpec, Weights, Option<String>)> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(path, &bytes)
+}
+
+/// Parses a model file's bytes, already read from `path` (named in errors): for a caller that
+/// also needs the bytes themselves, e.g. to checksum them.
+///
+/// # Errors
+/// As [`read`], less I/O.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<(ModelSpec, Weights, Option<String>)> {
     let bad = |what: String| Error::BadWeights {
         path: path.into(),
         what,
     };
-    let (_, meta) = SafeTensors::read_metadata(&bytes)
+    let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     let info = meta.metadata().clone().unwrap_or_default();
     if info.get("format").map(String::as_str) != Some(FORMAT_NAME) {
@@ -136,7 +145,7 @@ pub fn read_with_tasks(path: &Path) -> Result<(ModelSpec, Weights, Option<String
             .ok_or_else(|| bad("metadata key `spec` missing".into()))?,
     )
     .map_err(|e| bad(format!("metadata key `spec`: {e}")))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
     let mut weights = Weights {
         source: path.into(),
         ..Weights::default()

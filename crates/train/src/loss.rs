@@ -114,17 +114,26 @@ pub fn softmax_over_subset(
         .collect();
     let n = local.len();
     let picked = log_softmax(logits, 1).gather(1, int_tensor(&local, device).reshape([n, 1]));
-    if targets.weights.is_empty() || targets.weights.iter().all(|&w| w == 1.0) {
-        return picked.mean().neg();
+    weighted_mean(picked, &targets.weights, device).neg()
+}
+
+/// The mean of per-row values `[n, 1]` weighted by `weights` (plain when empty or all 1).
+fn weighted_mean(per_row: Tensor<2>, weights: &[f32], device: &Device) -> Tensor<1> {
+    if weights.is_empty() || weights.iter().all(|&w| w == 1.0) {
+        return per_row.mean();
     }
-    let total: f32 = targets.weights.iter().sum();
-    let w = Tensor::<2>::from_data(TensorData::new(targets.weights.clone(), [n, 1]), device);
-    (picked * w).sum().neg() / total.max(1e-12) as f64
+    let total: f32 = weights.iter().sum();
+    let w = Tensor::<2>::from_data(
+        TensorData::new(weights.to_vec(), [weights.len(), 1]),
+        device,
+    );
+    (per_row * w).sum() / total.max(1e-12) as f64
 }
 
 /// Relational distillation: each row's softmax over its cosine similarities to the other rows
 /// (divided by `temperature`), the student's pulled towards the teacher's; KL(teacher ||
-/// student), the mean over rows. Embeddings of different sizes compare, since only
+/// student), the mean over rows weighted by `weights` (each image's domain weight, as in the
+/// task's own loss; empty for equal weights). Embeddings of different sizes compare, since only
 /// similarities within each side are used. `teacher` carries no gradient.
 ///
 /// # Shapes
@@ -133,6 +142,7 @@ pub fn relational_distillation(
     student: &Tensor<2>,
     teacher: &Tensor<2>,
     temperature: f64,
+    weights: &[f32],
     device: &Device,
 ) -> Tensor<1> {
     let [n, _] = student.dims();
@@ -147,7 +157,7 @@ pub fn relational_distillation(
     let log_teacher = log_softmax(logits(teacher), 1).detach();
     let log_student = log_softmax(logits(student), 1);
     let kl = log_teacher.clone().exp() * (log_teacher - log_student);
-    kl.sum_dim(1).mean()
+    weighted_mean(kl.sum_dim(1), weights, device)
 }
 
 fn int_tensor(values: &[usize], device: &Device) -> Tensor<1, Int> {
@@ -194,10 +204,20 @@ mod tests {
         let teacher = rows(vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], 3);
         let same = rows(vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0], 2);
         let teacher_2d = rows(vec![1.0, 0.0, 0.0, 1.0, -1.0, 0.0], 2);
-        assert!(value(relational_distillation(&same, &teacher_2d, 0.5, &device)).abs() < 1e-6);
+        assert!(
+            value(relational_distillation(
+                &same,
+                &teacher_2d,
+                0.5,
+                &[],
+                &device
+            ))
+            .abs()
+                < 1e-6
+        );
         // by hand: teacher cosines off the diagonal are all 0 (uniform over the two others);
         // the student's row 0 sees cosines (0, -1), row 1 (0, 0), row 2 (-1, 0)
-        let got = value(relational_distillation(&same, &teacher, 0.5, &device));
+        let got = value(relational_distillation(&same, &teacher, 0.5, &[], &device));
         let kl_row = |a: f64, b: f64| {
             let (ea, eb) = ((a / 0.5).exp(), (b / 0.5).exp());
             let (pa, pb) = (ea / (ea + eb), eb / (ea + eb));
@@ -206,6 +226,16 @@ mod tests {
         let want = (kl_row(0.0, -1.0) + kl_row(0.0, 0.0) + kl_row(-1.0, 0.0)) / 3.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
         assert!(got > 0.0);
+        // weights 2:1:1 count row 0 twice
+        let weighted = value(relational_distillation(
+            &same,
+            &teacher,
+            0.5,
+            &[2.0, 1.0, 1.0],
+            &device,
+        ));
+        let want = (2.0 * kl_row(0.0, -1.0) + kl_row(0.0, 0.0) + kl_row(-1.0, 0.0)) / 4.0;
+        assert!((weighted - want).abs() < 1e-5, "{weighted} vs {want}");
     }
 
     #[test]

@@ -220,6 +220,10 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     assert!(whole.skipped_images[0].0.ends_with("broken.jpg"));
     let r1 = whole.eval[0].recall_float[0];
     assert!((0.0..=1.0).contains(&r1));
+    // the final evaluation measures MAP@R too (validation does not: recall is its score)
+    for map in [whole.eval[0].map_at_r_float, whole.eval[0].map_at_r_bits] {
+        assert!(map.is_some_and(|m| (0.0..=1.0).contains(&m)), "{map:?}");
+    }
     // the model kept is the best validation's (steps 0, 3 and 6 validated), never the test's
     let history: unisight_train::trainer::History =
         serde_json::from_slice(&std::fs::read(dir.path().join("whole.run/history.json")).unwrap())
@@ -231,6 +235,10 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
         .fold(f64::MIN, f64::max);
     assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
     assert!(whole.eval.iter().all(|e| e.step == chosen.step));
+    assert!(history
+        .validation
+        .iter()
+        .all(|v| v.map_at_r_float.is_none()));
     for f in [
         "history.json",
         "report.json",
@@ -647,7 +655,7 @@ fn a_distilled_task_takes_on_the_teachers_neighbourhoods() {
     };
     let teacher = embed("teacher");
     let kl = |name: &str| {
-        unisight_train::loss::relational_distillation(&embed(name), &teacher, 0.1, &device)
+        unisight_train::loss::relational_distillation(&embed(name), &teacher, 0.1, &[], &device)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap()[0]

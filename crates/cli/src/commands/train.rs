@@ -59,11 +59,14 @@ pub fn run(args: TrainArgs) -> Result<()> {
         );
     }
     for e in &report.eval {
-        let ks: Vec<String> =
+        let mut ks: Vec<String> =
             e.k.iter()
                 .zip(e.recall_float.iter().zip(&e.recall_bits))
                 .map(|(k, (f, b))| format!("R@{k} {f:.3} (bits {b:.3})"))
                 .collect();
+        if let (Some(f), Some(b)) = (e.map_at_r_float, e.map_at_r_bits) {
+            ks.push(format!("MAP@R {f:.3} (bits {b:.3})"));
+        }
         println!(
             "{:<16} {} -> {}: {}",
             e.task,

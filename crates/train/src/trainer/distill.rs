@@ -60,8 +60,9 @@ impl Teachers {
                         what: format!("{}: {what}", d.teacher.display()),
                     };
                     let bytes = std::fs::read(&d.teacher).map_err(|e| bad(e.to_string()))?;
-                    let (spec, mut weights) = unisight_model::model_file::read(&d.teacher)
-                        .map_err(|e| bad(e.to_string()))?;
+                    let (spec, mut weights, _) =
+                        unisight_model::model_file::parse(&d.teacher, &bytes)
+                            .map_err(|e| bad(e.to_string()))?;
                     if spec.architecture != config.model.architecture {
                         return Err(bad(format!(
                             "a {} model; this run trains {}",

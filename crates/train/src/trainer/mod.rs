@@ -109,6 +109,12 @@ pub struct TaskEval {
     pub recall_float: Vec<f64>,
     /// Recall@k with the binary codes (Hamming).
     pub recall_bits: Vec<f64>,
+    /// MAP@R with float embeddings: final evaluations only (validation measures recall).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_at_r_float: Option<f64>,
+    /// MAP@R with the binary codes: final evaluations only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map_at_r_bits: Option<f64>,
 }
 
 /// Curves of a run, written as `history.json` and plotted.
@@ -241,6 +247,9 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         }
     }
 
+    // before the trunk cache, which takes minutes on new data: a bad teacher is refused at once
+    let teachers = distill::Teachers::load(config, &base, &train_device)?;
+
     // cache entries: training images with all views, evaluation images with the plain one
     let (entries, evaluator) = Evaluator::plan(config, &set)?;
     let started = Instant::now();
@@ -280,7 +289,6 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         (None, None) => unreachable!("checked in the config"),
     };
     let warmup = config.train.warmup_steps.unwrap_or(0).min(total_steps);
-    let teachers = distill::Teachers::load(config, &base, &train_device)?;
     let fingerprint = teachers.fingerprint(crc32c::crc32c(
         &serde_json::to_vec(&(config, set.images.len(), total_steps)).expect("config serialises"),
     ));

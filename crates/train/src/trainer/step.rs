@@ -149,7 +149,9 @@ pub(super) fn train_step(
             let teacher = &taught[position].2;
             let rows = int_tensor(&targets.rows, train_device);
             let student = out.normalized.clone().select(0, rows.clone());
-            let mut term = relational_distillation(&student, teacher, tt.temperature, train_device);
+            let weights = &targets.weights;
+            let mut term =
+                relational_distillation(&student, teacher, tt.temperature, weights, train_device);
             if distill_losses.len() < t {
                 distill_losses.resize(t, None);
             }
@@ -157,8 +159,13 @@ pub(super) fn train_step(
             if let Some(soft) = &soft_codes {
                 let soft = soft.clone().select(0, rows);
                 term = term
-                    + relational_distillation(&soft, teacher, tt.temperature, train_device)
-                        * config.train.binary_weight;
+                    + relational_distillation(
+                        &soft,
+                        teacher,
+                        tt.temperature,
+                        weights,
+                        train_device,
+                    ) * config.train.binary_weight;
             }
             loss = loss + term * tt.weight;
         }
