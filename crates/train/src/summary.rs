@@ -83,12 +83,14 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
                 (m, per_column)
             })
             .collect();
-        let best: Vec<f64> = (0..COLUMNS.len())
+        // a column's best, where at least two models have a value to compare
+        let best: Vec<Option<f64>> = (0..COLUMNS.len())
             .map(|c| {
-                columns
+                let means: Vec<f64> = columns
                     .values()
                     .filter_map(|v| v[c].as_ref().map(|o| o.mean))
-                    .fold(f64::MIN, f64::max)
+                    .collect();
+                (means.len() > 1).then(|| means.into_iter().fold(f64::MIN, f64::max))
             })
             .collect();
         for (model, per_column) in &columns {
@@ -96,7 +98,7 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
                 .iter()
                 .zip(&best)
                 .map(|(o, &best)| match o {
-                    Some(o) if models.len() > 1 && o.mean == best => {
+                    Some(o) if best == Some(o.mean) => {
                         format!("{} **best**", o.cell())
                     }
                     Some(o) => o.cell(),
@@ -172,6 +174,17 @@ mod tests {
         );
         assert!(
             table.contains("| fine | g:test -> g:iconic | older | 1 | 0.600 | 0.600 | – | – |"),
+            "{table}"
+        );
+        // a value with nothing beside it to compare is no best
+        let pair = [
+            t.path().join("older-s1.run"),
+            t.path().join("specialized-s1.run"),
+        ];
+        let pair: Vec<&Path> = pair.iter().map(|d| d.as_path()).collect();
+        let table = summarize(&pair).unwrap();
+        assert!(
+            table.contains("| specialized | 1 | 0.740 **best** | 0.720 **best** | 0.550 | 0.450 |"),
             "{table}"
         );
     }
