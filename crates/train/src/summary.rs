@@ -1,6 +1,6 @@
 //! A Markdown table over finished runs: per model (runs named `NAME-sSEED` are one model over
-//! several seeds) and task, Recall@1 and MAP@R, float and bits, over seeds, in the cell every unisight table
-//! uses ([`OverSeeds::cell`]: mean ± sd (min-max)).
+//! several seeds) and task, Recall@1 and MAP@R, float and bits, over seeds, in the cell every
+//! unisight table uses ([`OverSeeds::cell`]: mean ± sd (min-max)).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,7 +35,8 @@ const COLUMNS: [&str; 4] = ["R@1 float", "R@1 bits", "MAP@R float", "MAP@R bits"
 
 /// (task, queries, gallery) -> model -> per seed, each of [`COLUMNS`] (`None`: not measured,
 /// as MAP@R in reports written before training measured it).
-type Table = BTreeMap<(String, String, String), BTreeMap<String, Vec<[Option<f64>; 4]>>>;
+type Table =
+    BTreeMap<(String, String, String), BTreeMap<String, Vec<[Option<f64>; COLUMNS.len()]>>>;
 
 /// Reads `report.json` of each run folder and renders the table.
 ///
