@@ -10,6 +10,8 @@
 #               `unisight import-fashion-mnist`; default ../shared/data)
 #     OUT       models and run folders (default out/adding-a-task)
 #   SEEDS="1 2 3"  seeds to run (default 1).
+#   DISTIL="clothing"  the tasks the three-task model is distilled into (default all three;
+#                      the run is then named four-distilled-clothing-sSEED).
 #
 # On 2 cores: about 25 minutes for the three-task run, 40-55 for each four-task run (2,240 steps;
 # the teacher's forward pass adds about a third). Killed runs resume; finished ones are skipped.
@@ -18,6 +20,10 @@ cd "$(dirname "$0")/.."
 DATA_DIR=${1:-../shared/data}
 OUT=${2:-out/adding-a-task}
 SEEDS=${SEEDS:-1}
+all_three="grocery-fine grocery-coarse clothing"
+DISTIL=${DISTIL:-$all_three}
+distilled=four-distilled
+[ "$DISTIL" = "$all_three" ] || distilled="four-distilled-${DISTIL// /+}"
 if [ ! -d "$DATA_DIR/fashion-mnist" ]; then
   echo "need $DATA_DIR/fashion-mnist: apt-get install dataset-fashion-mnist, then" >&2
   echo "  unisight import-fashion-mnist --out $DATA_DIR/fashion-mnist" >&2
@@ -41,10 +47,11 @@ for seed in $SEEDS; do
   train "three-s$seed" configs/unified-binary.toml "$seed"
   train "four-s$seed" configs/unified-four.toml "$seed" \
     --set tasks.grocery-fine.proxy_init=grocery:iconic
-  train "four-distilled-s$seed" configs/unified-four.toml "$seed" \
-    --set tasks.grocery-fine.proxy_init=grocery:iconic \
-    --set "tasks.grocery-fine.distill={teacher = \"$(realpath "$three")\"}" \
-    --set "tasks.grocery-coarse.distill={teacher = \"$(realpath "$three")\"}" \
-    --set "tasks.clothing.distill={teacher = \"$(realpath "$three")\"}"
+  taught=()
+  for task in $DISTIL; do
+    taught+=(--set "tasks.$task.distill={teacher = \"$(realpath "$three")\"}")
+  done
+  train "$distilled-s$seed" configs/unified-four.toml "$seed" \
+    --set tasks.grocery-fine.proxy_init=grocery:iconic "${taught[@]}"
 done
 "$bin" summarize-runs "$OUT"/*.run

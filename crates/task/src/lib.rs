@@ -45,7 +45,7 @@ pub use augment::AugmentConfig;
 pub use dataset::{is_carved, DatasetConfig, CARVED_SPLIT};
 pub use error::{Error, Result};
 pub use model::{FrontPrecision, ModelConfig};
-pub use optim::{KeepModel, OptimConfig, OptimizerKind, Schedule};
+pub use optim::{KeepModel, OptimConfig, OptimizerKind, Schedule, ValidationMetric};
 pub use task::{DistillConfig, EvalConfig, ProxyMode, SetRef, TaskConfig};
 pub use train_from::TrainFrom;
 

@@ -69,6 +69,8 @@ pub struct OptimConfig {
     pub validate_every: usize,
     /// Which model the run writes: the one with the best validation score, or the last.
     pub keep: KeepModel,
+    /// What the validation score counts: R@1 alone, or R@1 and MAP@R (float and bits each).
+    pub validation_metric: ValidationMetric,
     /// Stop early after this many validation runs in a row without a better score (none: run
     /// every step).
     pub patience: Option<usize>,
@@ -90,11 +92,23 @@ impl OptimConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KeepModel {
-    /// The step whose validation score (mean over the tasks' validation sets of R@1 float and
-    /// R@1 bits) was highest; test sets never choose.
+    /// The step whose validation score ([`ValidationMetric`]) was highest; test sets never
+    /// choose.
     BestValidation,
     /// The last step.
     Last,
+}
+
+/// What a run's validation score counts, per validation set (the score is their mean).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidationMetric {
+    /// (R@1 float + R@1 bits) / 2: the first neighbour only.
+    Recall,
+    /// (R@1 float + R@1 bits + MAP@R float + MAP@R bits) / 4: the first neighbour and the order
+    /// of the whole class, for products whose users look past the first result (a step can
+    /// gain MAP@R while its R@1 stands still).
+    RecallAndMap,
 }
 
 impl Default for OptimConfig {
@@ -118,6 +132,7 @@ impl Default for OptimConfig {
             checkpoint_every: 100,
             validate_every: 250,
             keep: KeepModel::BestValidation,
+            validation_metric: ValidationMetric::Recall,
             patience: None,
             only_tasks: None,
         }

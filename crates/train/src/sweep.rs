@@ -210,7 +210,7 @@ pub fn sweep(grid: &Grid, options: &SweepOptions) -> Result<String> {
         runs.push(SweepRun {
             point,
             seed,
-            validation: history.validation_score_at(step),
+            validation: history.validation_score_at(step, config.train.validation_metric),
             step,
             test: report
                 .eval
@@ -298,9 +298,10 @@ pub fn render(runs: &[SweepRun]) -> String {
         out.push('\n');
     }
     out.push_str(
-        "\nvalidation score: mean over the tasks' validation sets of (R@1 float + R@1 bits) / 2, \
-         of the model each run kept; test columns: that model on the test sets (mean ± sd \
-         (min-max) over seeds).\n",
+        "\nvalidation score: mean over the tasks' validation sets of what each run's \
+         `train.validation_metric` counts (recall: (R@1 float + R@1 bits) / 2; recall-and-map: \
+         R@1 and MAP@R, float and bits, / 4), of the model each run kept; test columns: that \
+         model on the test sets (mean ± sd (min-max) over seeds).\n",
     );
     out
 }

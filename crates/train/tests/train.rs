@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use unisight_core::Architecture;
 use unisight_embed::OrtEmbedder;
 use unisight_model::{UnifiedModel, Weights};
-use unisight_train::config::TrainConfig;
+use unisight_train::config::{TrainConfig, ValidationMetric};
 use unisight_train::network::{Network, NetworkInput, TrainFrom};
 use unisight_train::trainer::{train, TrainOptions};
 
@@ -220,7 +220,7 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     assert!(whole.skipped_images[0].0.ends_with("broken.jpg"));
     let r1 = whole.eval[0].recall_float[0];
     assert!((0.0..=1.0).contains(&r1));
-    // the final evaluation measures MAP@R too (validation does not: recall is its score)
+    // the final evaluation measures MAP@R too
     for map in [whole.eval[0].map_at_r_float, whole.eval[0].map_at_r_bits] {
         assert!(map.is_some_and(|m| (0.0..=1.0).contains(&m)), "{map:?}");
     }
@@ -231,14 +231,19 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
     let chosen = whole.chosen.expect("validation chose a step");
     let best = [0, 3, 6]
         .into_iter()
-        .map(|step| history.validation_score_at(step).unwrap())
+        .map(|step| {
+            history
+                .validation_score_at(step, ValidationMetric::Recall)
+                .unwrap()
+        })
         .fold(f64::MIN, f64::max);
     assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
     assert!(whole.eval.iter().all(|e| e.step == chosen.step));
+    // validation measures MAP@R as well (`train.validation_metric = "recall-and-map"` counts it)
     assert!(history
         .validation
         .iter()
-        .all(|v| v.map_at_r_float.is_none()));
+        .all(|v| v.map_at_r_float.is_some() && v.map_at_r_bits.is_some()));
     for f in [
         "history.json",
         "report.json",

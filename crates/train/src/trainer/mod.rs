@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use unisight_core::progress::Progress;
 
 use crate::cache::{self, PixelSource, TrainInputs};
-use crate::config::{KeepModel, ProxyMode, Schedule, TrainConfig};
+use crate::config::{KeepModel, ProxyMode, Schedule, TrainConfig, ValidationMetric};
 use crate::loss::ProxySet;
 use crate::network::{Network, TrainFrom};
 use crate::plan::{mix, Sampler, TrainingSet};
@@ -109,10 +109,11 @@ pub struct TaskEval {
     pub recall_float: Vec<f64>,
     /// Recall@k with the binary codes (Hamming).
     pub recall_bits: Vec<f64>,
-    /// MAP@R with float embeddings: final evaluations only (validation measures recall).
+    /// MAP@R with float embeddings (`None` in reports and histories of builds before it was
+    /// measured: final evaluations from 0.1's MAP@R columns, validation later).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_at_r_float: Option<f64>,
-    /// MAP@R with the binary codes: final evaluations only.
+    /// MAP@R with the binary codes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_at_r_bits: Option<f64>,
 }
@@ -130,14 +131,14 @@ pub struct History {
 
 impl History {
     /// The validation score of the measurements taken at `step` ([`validation_score`]).
-    pub fn validation_score_at(&self, step: usize) -> Option<f64> {
+    pub fn validation_score_at(&self, step: usize, metric: ValidationMetric) -> Option<f64> {
         let at: Vec<TaskEval> = self
             .validation
             .iter()
             .filter(|e| e.step == step)
             .cloned()
             .collect();
-        validation_score(&at)
+        validation_score(&at, metric)
     }
 }
 
@@ -187,7 +188,7 @@ struct RunState {
     since_best: usize,
 }
 
-/// A step and its validation score: mean over the validation sets of (R@1 float + R@1 bits) / 2.
+/// A step and its validation score ([`validation_score`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Chosen {
     /// Step.
@@ -196,12 +197,21 @@ pub struct Chosen {
     pub score: f64,
 }
 
-/// The validation score of a run's validation measurements at one step (`None`: no task has a
-/// validation set).
-pub fn validation_score(evals: &[TaskEval]) -> Option<f64> {
+/// The validation score of a run's validation measurements at one step: the mean over the
+/// validation sets of what `metric` counts (`None`: no task has a validation set). A set
+/// measured without MAP@R (a history from an older build) counts its recall alone.
+pub fn validation_score(evals: &[TaskEval], metric: ValidationMetric) -> Option<f64> {
     let scores: Vec<f64> = evals
         .iter()
-        .filter_map(|e| Some((e.recall_float.first()? + e.recall_bits.first()?) / 2.0))
+        .filter_map(|e| {
+            let recall = (e.recall_float.first()? + e.recall_bits.first()?) / 2.0;
+            match (metric, e.map_at_r_float, e.map_at_r_bits) {
+                (ValidationMetric::RecallAndMap, Some(f), Some(b)) => {
+                    Some((recall + (f + b) / 2.0) / 2.0)
+                }
+                _ => Some(recall),
+            }
+        })
         .collect();
     (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64)
 }
@@ -401,7 +411,7 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
     let keep_best = config.train.keep == KeepModel::BestValidation;
     let validated = |net: &Network, banks: &[Bank], state: &mut RunState| -> Result<()> {
         let evals = evaluator.run(net, &trunk_cache, config, &set, state.step, true)?;
-        if let Some(score) = validation_score(&evals) {
+        if let Some(score) = validation_score(&evals, config.train.validation_metric) {
             if state.best.is_none_or(|b| score > b.score) {
                 state.best = Some(Chosen {
                     step: state.step,
@@ -657,5 +667,33 @@ gallery = "shop:gallery"
         config.train.keep = KeepModel::BestValidation;
         config.tasks[0].eval.as_mut().unwrap().validation = Some("shop:val".into());
         require_validation(&config).unwrap();
+    }
+
+    #[test]
+    fn the_validation_score_counts_map_at_r_only_when_asked_and_measured() {
+        let set = |r1: [f64; 2], map: Option<[f64; 2]>| TaskEval {
+            task: "t".into(),
+            step: 0,
+            queries: "q".into(),
+            gallery: "g".into(),
+            k: vec![1, 5],
+            recall_float: vec![r1[0], 1.0],
+            recall_bits: vec![r1[1], 1.0],
+            map_at_r_float: map.map(|m| m[0]),
+            map_at_r_bits: map.map(|m| m[1]),
+        };
+        let evals = [
+            set([0.8, 0.6], Some([0.4, 0.2])),
+            set([0.9, 0.7], Some([0.5, 0.3])),
+        ];
+        let recall = validation_score(&evals, ValidationMetric::Recall).unwrap();
+        assert!((recall - (0.7 + 0.8) / 2.0).abs() < 1e-12, "{recall}");
+        let both = validation_score(&evals, ValidationMetric::RecallAndMap).unwrap();
+        assert!((both - (0.5 + 0.6) / 2.0).abs() < 1e-12, "{both}");
+        // a set without MAP@R (an older history) counts its recall alone
+        let old = [set([0.8, 0.6], None)];
+        let score = validation_score(&old, ValidationMetric::RecallAndMap).unwrap();
+        assert!((score - 0.7).abs() < 1e-12, "{score}");
+        assert_eq!(validation_score(&[], ValidationMetric::Recall), None);
     }
 }

@@ -115,8 +115,8 @@ impl Evaluator {
         Ok((entries, evaluator))
     }
 
-    /// Recall@k float and bits of every validation (`validation`) or final set, measured with
-    /// the current network; the final sets also MAP@R.
+    /// Recall@k and MAP@R, float and bits, of every validation (`validation`) or final set,
+    /// measured with the current network.
     ///
     /// # Errors
     /// A set the eval crate cannot evaluate (a k larger than its gallery, no query left).
@@ -142,17 +142,10 @@ impl Evaluator {
             let group = eval.and_then(|e| e.group.as_deref());
             let ks = eval.map(|e| e.k.clone()).unwrap_or_else(|| vec![1]);
             let kmax = ks.iter().copied().max().unwrap_or(1);
-            // MAP@R of the final evaluation reads R results per query (up to the eval crate's
-            // cap), as `unisight eval` does; validation reads only as deep as its recalls
-            let map_r_cap = if validation {
-                kmax
-            } else {
-                Settings::default().map_r_cap
-            };
+            // MAP@R reads R results per query (up to the eval crate's cap), as `unisight eval`
             let settings = Settings {
                 ks: ks.clone(),
                 curve_depth: kmax,
-                map_r_cap,
                 nmi_max_items: 0,
                 examples: 0,
                 ..Settings::default()
@@ -177,8 +170,8 @@ impl Evaluator {
                 k: ks,
                 recall_float: report.metrics.float.recall,
                 recall_bits: report.metrics.bits.recall,
-                map_at_r_float: (!validation).then_some(report.metrics.float.map_at_r),
-                map_at_r_bits: (!validation).then_some(report.metrics.bits.map_at_r),
+                map_at_r_float: Some(report.metrics.float.map_at_r),
+                map_at_r_bits: Some(report.metrics.bits.map_at_r),
             });
         }
         Ok(out)
