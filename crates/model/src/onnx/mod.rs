@@ -24,7 +24,7 @@ use crate::model::{UnifiedModel, PROJECTION_KEY};
 use crate::weights::Weights;
 use crate::{Error, Result};
 use graph::{value_info, Activations, Dim, GraphBuilder};
-pub use int8::ActivationRanges;
+pub use int8::{ActivationRanges, WEIGHT_BITS as INT8_WEIGHT_BITS};
 use proto::{attr_float, attr_int};
 
 /// Input name of exported graphs.

@@ -45,6 +45,9 @@ struct FrontKey<'a> {
     seed: u64,
     #[serde(skip_serializing_if = "FrontPrecision::is_float32")]
     precision: FrontPrecision,
+    /// Bits of the int8 front's weights (none for the float front, whose keys stay as they were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    int8_weight_bits: Option<u32>,
 }
 
 /// One chunk of images decoded and rendered: per image, its pixels or why it failed.
@@ -92,6 +95,7 @@ pub fn build(
         augment,
         seed,
         precision: front.precision,
+        int8_weight_bits: int8_end.map(|_| unisight_model::onnx::INT8_WEIGHT_BITS),
     })
     .expect("the front key serialises");
     let dir = root.join(format!("front-{:08x}", crc32c::crc32c(&key)));
