@@ -109,8 +109,8 @@ pub struct TaskEval {
     pub recall_float: Vec<f64>,
     /// Recall@k with the binary codes (Hamming).
     pub recall_bits: Vec<f64>,
-    /// MAP@R with float embeddings (`None` in reports and histories of builds before it was
-    /// measured: final evaluations from 0.1's MAP@R columns, validation later).
+    /// MAP@R with float embeddings (`None` in reports and histories written by builds that did
+    /// not measure it there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map_at_r_float: Option<f64>,
     /// MAP@R with the binary codes.
