@@ -1,6 +1,7 @@
 //! Training on real photos from ../shared/data: the trainable network computes what the model
 //! computes, a saved model embeds like the network it came from, an interrupted run resumes to
-//! exactly the same weights, and an unreadable image is skipped and counted.
+//! exactly the same weights, an unreadable image is skipped and counted, and the configured
+//! validation score chooses the model kept.
 
 use std::path::{Path, PathBuf};
 
@@ -308,6 +309,31 @@ fn interrupted_run_resumes_to_the_same_weights_and_skips_bad_images() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("different task file"), "{err}");
+}
+
+#[test]
+fn validation_that_counts_map_at_r_chooses_the_kept_step() {
+    let Some(root) = grocery() else {
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path(), &root, 6, "head");
+    config.train.validation_metric = ValidationMetric::RecallAndMap;
+    let report = train(&config, &options(dir.path(), "both", None)).unwrap();
+    let history: unisight_train::trainer::History =
+        serde_json::from_slice(&std::fs::read(dir.path().join("both.run/history.json")).unwrap())
+            .unwrap();
+    let score = |step, metric| history.validation_score_at(step, metric).unwrap();
+    let (best_step, best) = [0, 3, 6]
+        .into_iter()
+        .map(|step| (step, score(step, ValidationMetric::RecallAndMap)))
+        .fold((0, f64::MIN), |a, b| if b.1 > a.1 { b } else { a });
+    // the two scores differ here, so a trainer that ignored the setting would keep another score
+    assert_ne!(best, score(best_step, ValidationMetric::Recall));
+    let chosen = report.chosen.expect("validation chose a step");
+    assert_eq!(chosen.step, best_step, "{chosen:?}");
+    assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
+    assert!(report.eval.iter().all(|e| e.step == best_step));
 }
 
 #[test]
