@@ -48,7 +48,8 @@ pub enum Command {
     /// image folder (`OUT/{train,test}/<class>/*.png`) that task files can name.
     ImportFashionMnist(ImportFashionMnistArgs),
     /// Print a Markdown table of finished training runs (their work folders): Recall@1 and
-    /// MAP@R, float and bits, per task, mean and spread over seeds (runs named NAME-sSEED).
+    /// MAP@R, float and bits, per task, mean and spread over seeds (runs named NAME-sSEED); with
+    /// --validation, each run's validation curve under both validation scores.
     SummarizeRuns(SummarizeRunsArgs),
     /// Train a task file at every point of a grid of recipe settings (over seeds), resumably,
     /// and rank the points by validation score in OUT/sweep.md (test scores beside, of the
@@ -399,6 +400,10 @@ pub struct SummarizeRunsArgs {
     /// Work folders of finished runs (`OUT.run`).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
+    /// Instead, print each run's validation curve: its score at every validated step under each
+    /// `train.validation_metric`, the step each would keep, and the step the run kept.
+    #[arg(long)]
+    pub validation: bool,
 }
 
 /// Arguments of `unisight sweep`.

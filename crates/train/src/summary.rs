@@ -1,13 +1,15 @@
 //! A Markdown table over finished runs: per model (runs named `NAME-sSEED` are one model over
 //! several seeds) and task, Recall@1 and MAP@R, float and bits, over seeds, in the cell every
-//! unisight table uses ([`OverSeeds::cell`]: mean ± sd (min-max)).
+//! unisight table uses ([`OverSeeds::cell`]: mean ± sd (min-max)); and each run's validation
+//! curve under both validation scores, to see which step either would keep.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use unisight_eval::seeds::OverSeeds;
 
-use crate::trainer::TrainReport;
+use crate::config::ValidationMetric;
+use crate::trainer::{History, TrainReport};
 use crate::{Error, Result};
 
 /// The model a run belongs to: its folder name without `.run`, the model file extension and a
@@ -38,6 +40,16 @@ const COLUMNS: [&str; 4] = ["R@1 float", "R@1 bits", "MAP@R float", "MAP@R bits"
 type Table =
     BTreeMap<(String, String, String), BTreeMap<String, Vec<[Option<f64>; COLUMNS.len()]>>>;
 
+/// Reads one of a run folder's JSON files.
+fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
+        what: e.to_string(),
+        path,
+    })
+}
+
 /// Reads `report.json` of each run folder and renders the table.
 ///
 /// # Errors
@@ -45,12 +57,7 @@ type Table =
 pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
     let mut table = Table::new();
     for dir in run_dirs {
-        let path = dir.join("report.json");
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let report: TrainReport = serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
-            path: path.clone(),
-            what: e.to_string(),
-        })?;
+        let report: TrainReport = read_json(dir, "report.json")?;
         for e in report.eval {
             table
                 .entry((e.task.clone(), e.queries.clone(), e.gallery.clone()))
@@ -116,6 +123,73 @@ pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
     Ok(out)
 }
 
+/// The scores [`validation_curves`] puts side by side, in column order.
+const METRICS: [(ValidationMetric, &str); 2] = [
+    (ValidationMetric::Recall, "recall"),
+    (ValidationMetric::RecallAndMap, "recall-and-map"),
+];
+
+/// Per run folder, a Markdown table of its validation score at every validated step under each
+/// [`ValidationMetric`] (from `history.json`), each score's best marked as training would choose
+/// it (the earliest of equal scores), and the step the run kept (`report.json`, where present).
+///
+/// # Errors
+/// A missing or unreadable history, naming the file.
+pub fn validation_curves(run_dirs: &[&Path]) -> Result<String> {
+    let mut out = String::new();
+    for dir in run_dirs {
+        let history: History = read_json(dir, "history.json")?;
+        let kept = read_json::<TrainReport>(dir, "report.json")
+            .ok()
+            .and_then(|r| r.chosen)
+            .map(|c| c.step);
+        let mut steps: Vec<usize> = history.validation.iter().map(|e| e.step).collect();
+        steps.dedup();
+        let scores: Vec<Vec<Option<f64>>> = steps
+            .iter()
+            .map(|&s| {
+                METRICS
+                    .iter()
+                    .map(|&(m, _)| history.validation_score_at(s, m))
+                    .collect()
+            })
+            .collect();
+        let best: Vec<Option<usize>> = (0..METRICS.len())
+            .map(|c| {
+                let mut best: Option<(usize, f64)> = None;
+                for (i, row) in scores.iter().enumerate() {
+                    if let Some(v) = row[c] {
+                        if best.is_none_or(|(_, b)| v > b) {
+                            best = Some((i, v));
+                        }
+                    }
+                }
+                best.map(|(i, _)| i)
+            })
+            .collect();
+        let names: Vec<&str> = METRICS.iter().map(|m| m.1).collect();
+        out.push_str(&format!(
+            "{}\n\n| step | {} | kept |\n|---|{}---|\n",
+            dir.display(),
+            names.join(" | "),
+            "---|".repeat(METRICS.len())
+        ));
+        for (i, step) in steps.iter().enumerate() {
+            let cells: Vec<String> = (0..METRICS.len())
+                .map(|c| match scores[i][c] {
+                    Some(v) if best[c] == Some(i) => format!("{v:.4} **best**"),
+                    Some(v) => format!("{v:.4}"),
+                    None => "–".into(),
+                })
+                .collect();
+            let kept = if kept == Some(*step) { "kept" } else { "" };
+            out.push_str(&format!("| {step} | {} | {kept} |\n", cells.join(" | ")));
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +217,40 @@ mod tests {
             "skipped_images": [], "interrupted": false, "eval": [eval],
         });
         std::fs::write(dir.join("report.json"), report.to_string()).unwrap();
+    }
+
+    #[test]
+    fn validation_curves_mark_each_scores_choice_and_the_kept_step() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("run-s1.run");
+        write_report(&dir, 0.8, 0.8, None);
+        let report = dir.join("report.json");
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+        json["chosen"] = serde_json::json!({"step": 10, "score": 0.8});
+        std::fs::write(&report, json.to_string()).unwrap();
+        // R@1 peaks at step 10; MAP@R climbs on, so counting it moves the choice to step 20
+        let at = |step: usize, r1: f64, map: f64| {
+            serde_json::json!({"task": "fine", "step": step, "queries": "g:val",
+                "gallery": "g:iconic", "k": [1], "recall_float": [r1], "recall_bits": [r1],
+                "map_at_r_float": map, "map_at_r_bits": map})
+        };
+        let history = serde_json::json!({"tasks": ["fine"], "steps": [], "validation": [
+            at(0, 0.5, 0.2), at(10, 0.8, 0.4), at(20, 0.78, 0.6)]});
+        std::fs::write(dir.join("history.json"), history.to_string()).unwrap();
+        let table = validation_curves(&[dir.as_path()]).unwrap();
+        assert!(table.contains("| 0 | 0.5000 | 0.3500 |  |"), "{table}");
+        assert!(
+            table.contains("| 10 | 0.8000 **best** | 0.6000 | kept |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 20 | 0.7800 | 0.6900 **best** |  |"),
+            "{table}"
+        );
+        // a run folder without a history is an error naming the file
+        let err = validation_curves(&[t.path()]).unwrap_err().to_string();
+        assert!(err.contains("history.json"), "{err}");
     }
 
     #[test]

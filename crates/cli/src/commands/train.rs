@@ -85,7 +85,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
 /// Runs `unisight summarize-runs`.
 pub fn summarize(args: SummarizeRunsArgs) -> Result<()> {
     let dirs: Vec<&Path> = args.runs.iter().map(PathBuf::as_path).collect();
-    print!("{}", unisight_train::summary::summarize(&dirs)?);
+    if args.validation {
+        print!("{}", unisight_train::summary::validation_curves(&dirs)?);
+    } else {
+        print!("{}", unisight_train::summary::summarize(&dirs)?);
+    }
     Ok(())
 }
 
