@@ -53,6 +53,9 @@ for model in $MODELS; do
       cp "$OUT/$name.run/report.json" "$keep/report.json"
       { lscpu | sed -n "s/^Model name: *//p"; echo "cores: $(nproc)"; echo "commit: $commit"; } > "$keep/machine.txt"
       cp "$OUT/$name.run/config.toml" "$keep/config.toml"
+      # the validation curve (`summarize-runs --validation`), without the per-step losses
+      python3 -c 'import json, sys; h = json.load(open(sys.argv[1])); h["steps"] = []; json.dump(h, open(sys.argv[2], "w"))' \
+        "$OUT/$name.run/history.json" "$keep/history.json"
     fi
   done
 done
