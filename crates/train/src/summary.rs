@@ -134,15 +134,19 @@ const METRICS: [(ValidationMetric, &str); 2] = [
 /// it (the earliest of equal scores), and the step the run kept (`report.json`, where present).
 ///
 /// # Errors
-/// A missing or unreadable history, naming the file.
+/// A missing or unreadable history, or an unreadable report, naming the file.
 pub fn validation_curves(run_dirs: &[&Path]) -> Result<String> {
     let mut out = String::new();
     for dir in run_dirs {
         let history: History = read_json(dir, "history.json")?;
-        let kept = read_json::<TrainReport>(dir, "report.json")
-            .ok()
-            .and_then(|r| r.chosen)
-            .map(|c| c.step);
+        // a run still training has no report yet; a report that does not read is an error
+        let kept = if dir.join("report.json").is_file() {
+            read_json::<TrainReport>(dir, "report.json")?
+                .chosen
+                .map(|c| c.step)
+        } else {
+            None
+        };
         let mut steps: Vec<usize> = history.validation.iter().map(|e| e.step).collect();
         steps.dedup();
         let scores: Vec<Vec<Option<f64>>> = steps
@@ -248,9 +252,12 @@ mod tests {
             table.contains("| 20 | 0.7800 | 0.6900 **best** |  |"),
             "{table}"
         );
-        // a run folder without a history is an error naming the file
+        // a run folder without a history is an error naming the file, and so is a broken report
         let err = validation_curves(&[t.path()]).unwrap_err().to_string();
         assert!(err.contains("history.json"), "{err}");
+        std::fs::write(&report, "{").unwrap();
+        let err = validation_curves(&[dir.as_path()]).unwrap_err().to_string();
+        assert!(err.contains("report.json"), "{err}");
     }
 
     #[test]
