@@ -307,6 +307,14 @@ impl TrainConfig {
                 task.weight,
                 "between 0 and 1e6",
             )?;
+            if let Some(t) = task.temperature {
+                require(
+                    positive_up_to(t, 10.0),
+                    &field("temperature"),
+                    t,
+                    "> 0 and at most 10",
+                )?;
+            }
             require(
                 task.proxy_budget >= 2,
                 &field("proxy_budget"),
@@ -460,6 +468,8 @@ validation = "grocery:val"
                 "datasets.grocery.domain_weights.catalog",
             ),
             ("tasks=[]", "tasks"),
+            ("tasks.fine.temperature=0", "tasks[0].temperature"),
+            ("tasks.fine.temperature=11", "tasks[0].temperature"),
             (
                 "tasks.fine.distill={teacher = \"t.safetensors\", weight = -1.0}",
                 "tasks[0].distill.weight",

@@ -27,6 +27,10 @@ pub struct TaskConfig {
     /// Loss weight.
     #[serde(default = "one")]
     pub weight: f64,
+    /// Temperature of this task's proxy softmax (default: `train.temperature`). A task whose
+    /// users look past the first result (MAP@R) may want softer targets than one judged at R@1:
+    /// a softer softmax keeps pulling images towards their proxy after they are classified.
+    pub temperature: Option<f64>,
     /// Sampling share, split over its sources (overrides dataset shares where given).
     pub share: Option<f64>,
     /// Softmax over all proxies or a sample.

@@ -30,6 +30,8 @@ pub struct TaskInfo {
     pub classes: Vec<String>,
     /// Loss weight.
     pub weight: f64,
+    /// Temperature of its proxy softmax (its own, else `train.temperature`).
+    pub temperature: f64,
 }
 
 /// One training image.
@@ -158,6 +160,7 @@ impl TrainingSet {
                 label: task.label.clone(),
                 classes,
                 weight: task.weight,
+                temperature: task.temperature.unwrap_or(config.train.temperature),
             });
         }
         let shares = dataset_shares(config, &datasets);

@@ -1,7 +1,7 @@
 //! Training on real photos from ../shared/data: the trainable network computes what the model
 //! computes, a saved model embeds like the network it came from, an interrupted run resumes to
-//! exactly the same weights, an unreadable image is skipped and counted, and the configured
-//! validation score chooses the model kept.
+//! exactly the same weights, an unreadable image is skipped and counted, the configured
+//! validation score chooses the model kept, and a task's own temperature sets its softmax.
 
 use std::path::{Path, PathBuf};
 
@@ -334,6 +334,39 @@ fn validation_that_counts_map_at_r_chooses_the_kept_step() {
     assert_eq!(chosen.step, best_step, "{chosen:?}");
     assert!((chosen.score - best).abs() < 1e-12, "{chosen:?} vs {best}");
     assert!(report.eval.iter().all(|e| e.step == best_step));
+}
+
+#[test]
+fn a_tasks_own_temperature_sets_its_softmax() {
+    let Some(root) = grocery() else {
+        return unisight_core::testing::skip_for_lack_of_data("no ../shared/data");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path(), &root, 1, "head");
+    config.train.validate_every = 0;
+    config.tasks[0].proxies = unisight_train::config::ProxyMode::All;
+    let first_loss = |config: &TrainConfig, name: &str| {
+        train(config, &options(dir.path(), name, None)).unwrap();
+        let history: unisight_train::trainer::History = serde_json::from_slice(
+            &std::fs::read(dir.path().join(format!("{name}.run/history.json"))).unwrap(),
+        )
+        .unwrap();
+        history.steps[0].losses[0].unwrap()
+    };
+    // at temperature 10 the logits (cosines / 10) lie within 0.1 of each other, so the softmax
+    // over the 3 products is nearly uniform: the loss is ln 3 within 0.2
+    let uniform = 3f64.ln();
+    let sharp = first_loss(&config, "shared");
+    assert!(
+        (sharp - uniform).abs() > 0.2,
+        "{sharp} at train.temperature"
+    );
+    config.tasks[0].temperature = Some(10.0);
+    let soft = first_loss(&config, "own");
+    assert!(
+        (soft - uniform).abs() < 0.2,
+        "{soft} at the task's temperature 10"
+    );
 }
 
 #[test]

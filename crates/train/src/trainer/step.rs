@@ -116,7 +116,7 @@ pub(super) fn train_step(
                 (subset, leaf)
             }
         };
-        let temperature = config.train.temperature;
+        let temperature = task.temperature;
         let loss = softmax_over_subset(
             &out.normalized,
             proxies.clone(),
