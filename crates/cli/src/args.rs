@@ -401,7 +401,8 @@ pub struct SummarizeRunsArgs {
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
     /// Instead, print each run's validation curve: its score at every validated step under each
-    /// `train.validation_metric`, the step each would keep, and the step the run kept.
+    /// `train.validation_metric`, the step each would keep, the step the run kept, and each
+    /// task's R@1 / MAP@R (a run still training: up to its latest checkpoint).
     #[arg(long)]
     pub validation: bool,
 }

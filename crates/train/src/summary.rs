@@ -9,8 +9,8 @@ use std::path::Path;
 use unisight_eval::seeds::OverSeeds;
 
 use crate::config::ValidationMetric;
-use crate::trainer::{History, TrainReport};
-use crate::{Error, Result};
+use crate::trainer::{read_json, History, TaskEval, TrainReport};
+use crate::Result;
 
 /// The model a run belongs to: its folder name without `.run`, the model file extension and a
 /// trailing `-s<seed>`.
@@ -40,16 +40,6 @@ const COLUMNS: [&str; 4] = ["R@1 float", "R@1 bits", "MAP@R float", "MAP@R bits"
 type Table =
     BTreeMap<(String, String, String), BTreeMap<String, Vec<[Option<f64>; COLUMNS.len()]>>>;
 
-/// Reads one of a run folder's JSON files.
-fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T> {
-    let path = dir.join(name);
-    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
-        what: e.to_string(),
-        path,
-    })
-}
-
 /// Reads `report.json` of each run folder and renders the table.
 ///
 /// # Errors
@@ -57,7 +47,7 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> Result<T
 pub fn summarize(run_dirs: &[&Path]) -> Result<String> {
     let mut table = Table::new();
     for dir in run_dirs {
-        let report: TrainReport = read_json(dir, "report.json")?;
+        let report: TrainReport = read_json(&dir.join("report.json"))?;
         for e in report.eval {
             table
                 .entry((e.task.clone(), e.queries.clone(), e.gallery.clone()))
@@ -130,18 +120,20 @@ const METRICS: [(ValidationMetric, &str); 2] = [
 ];
 
 /// Per run folder, a Markdown table of its validation score at every validated step under each
-/// [`ValidationMetric`] (from `history.json`), each score's best marked as training would choose
-/// it (the earliest of equal scores), and the step the run kept (`report.json`, where present).
+/// [`ValidationMetric`] ([`History::of_run`]: a run still training shows its curve up to its
+/// latest checkpoint), each score's best marked as training would choose it (the earliest of
+/// equal scores), the step the run kept (`report.json`, where present), and each task's R@1 and
+/// MAP@R (float), to see which task a choice trades.
 ///
 /// # Errors
-/// A missing or unreadable history, or an unreadable report, naming the file.
+/// A folder with neither history nor checkpoint, or a file that does not read, naming the file.
 pub fn validation_curves(run_dirs: &[&Path]) -> Result<String> {
     let mut out = String::new();
     for dir in run_dirs {
-        let history: History = read_json(dir, "history.json")?;
+        let history = History::of_run(dir)?;
         // a run still training has no report yet; a report that does not read is an error
         let kept = if dir.join("report.json").is_file() {
-            read_json::<TrainReport>(dir, "report.json")?
+            read_json::<TrainReport>(&dir.join("report.json"))?
                 .chosen
                 .map(|c| c.step)
         } else {
@@ -171,12 +163,14 @@ pub fn validation_curves(run_dirs: &[&Path]) -> Result<String> {
                 best.map(|(i, _)| i)
             })
             .collect();
-        let names: Vec<&str> = METRICS.iter().map(|m| m.1).collect();
+        let mut names: Vec<String> = METRICS.iter().map(|m| m.1.to_string()).collect();
+        names.push("kept".into());
+        names.extend(history.tasks.iter().map(|t| format!("{t} R@1 / MAP@R")));
         out.push_str(&format!(
-            "{}\n\n| step | {} | kept |\n|---|{}---|\n",
+            "{}\n\n| step | {} |\n|---|{}\n",
             dir.display(),
             names.join(" | "),
-            "---|".repeat(METRICS.len())
+            "---|".repeat(names.len())
         ));
         for (i, step) in steps.iter().enumerate() {
             let cells: Vec<String> = (0..METRICS.len())
@@ -187,11 +181,36 @@ pub fn validation_curves(run_dirs: &[&Path]) -> Result<String> {
                 })
                 .collect();
             let kept = if kept == Some(*step) { "kept" } else { "" };
-            out.push_str(&format!("| {step} | {} | {kept} |\n", cells.join(" | ")));
+            let tasks: Vec<String> = history
+                .tasks
+                .iter()
+                .map(|t| {
+                    history
+                        .validation
+                        .iter()
+                        .find(|e| e.step == *step && &e.task == t)
+                        .map_or("–".into(), task_cell)
+                })
+                .collect();
+            out.push_str(&format!(
+                "| {step} | {} | {kept} | {} |\n",
+                cells.join(" | "),
+                tasks.join(" | ")
+            ));
         }
         out.push('\n');
     }
     Ok(out)
+}
+
+/// A task's validation R@1 and MAP@R, float (`–` for MAP@R a build did not measure).
+fn task_cell(e: &TaskEval) -> String {
+    let r1 = e
+        .recall_float
+        .first()
+        .map_or("–".into(), |v| format!("{v:.3}"));
+    let map = e.map_at_r_float.map_or("–".into(), |v| format!("{v:.3}"));
+    format!("{r1} / {map}")
 }
 
 #[cfg(test)]
@@ -243,16 +262,38 @@ mod tests {
             at(0, 0.5, 0.2), at(10, 0.8, 0.4), at(20, 0.78, 0.6)]});
         std::fs::write(dir.join("history.json"), history.to_string()).unwrap();
         let table = validation_curves(&[dir.as_path()]).unwrap();
-        assert!(table.contains("| 0 | 0.5000 | 0.3500 |  |"), "{table}");
         assert!(
-            table.contains("| 10 | 0.8000 **best** | 0.6000 | kept |"),
+            table.contains("| step | recall | recall-and-map | kept | fine R@1 / MAP@R |"),
             "{table}"
         );
         assert!(
-            table.contains("| 20 | 0.7800 | 0.6900 **best** |  |"),
+            table.contains("| 0 | 0.5000 | 0.3500 |  | 0.500 / 0.200 |"),
             "{table}"
         );
-        // a run folder without a history is an error naming the file, and so is a broken report
+        assert!(
+            table.contains("| 10 | 0.8000 **best** | 0.6000 | kept | 0.800 / 0.400 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| 20 | 0.7800 | 0.6900 **best** |  | 0.780 / 0.600 |"),
+            "{table}"
+        );
+        // a run still training: its latest checkpoint's curve, up to that checkpoint
+        let running = t.path().join("running.run");
+        let checkpoint = running.join("checkpoints/step-0000010");
+        std::fs::create_dir_all(&checkpoint).unwrap();
+        let state = serde_json::json!({"fingerprint": 1, "step": 10, "history": {"tasks": ["fine"],
+            "steps": [], "validation": [at(0, 0.5, 0.2), at(10, 0.8, 0.4)]}});
+        std::fs::write(checkpoint.join("state.json"), state.to_string()).unwrap();
+        std::fs::write(running.join("checkpoints/LATEST"), "step-0000010").unwrap();
+        let table = validation_curves(&[running.as_path()]).unwrap();
+        assert!(
+            table.contains("| 10 | 0.8000 **best** | 0.6000 **best** |  | 0.800 / 0.400 |"),
+            "{table}"
+        );
+        assert!(!table.contains("| 20 |"), "{table}");
+        // a run folder without history or checkpoint is an error naming the file, and so is a
+        // broken report
         let err = validation_curves(&[t.path()]).unwrap_err().to_string();
         assert!(err.contains("history.json"), "{err}");
         std::fs::write(&report, "{").unwrap();

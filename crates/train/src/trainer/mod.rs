@@ -140,6 +140,28 @@ impl History {
             .collect();
         validation_score(&at, metric)
     }
+
+    /// The curves of a run folder: its `history.json` once the run has finished, else those of
+    /// its latest checkpoint (a run still training, up to its last checkpoint).
+    ///
+    /// # Errors
+    /// A folder with neither, or a file that does not read, naming the file.
+    pub fn of_run(work_dir: &Path) -> Result<History> {
+        let finished = work_dir.join("history.json");
+        if finished.is_file() {
+            return read_json(&finished);
+        }
+        match latest_checkpoint(&work_dir.join("checkpoints"))? {
+            Some(dir) => Ok(read_json::<RunState>(&dir.join("state.json"))?.history),
+            None => Err(Error::io(
+                finished,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no history and no checkpoint: not a training run's --work-dir",
+                ),
+            )),
+        }
+    }
 }
 
 /// Version of a run's `report.json` this build writes.
@@ -599,7 +621,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
 }
 
 /// Reads a JSON file a run wrote; an unreadable one is a [`Error::Resume`] naming it.
-pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+pub fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Resume {
         path: path.into(),
