@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use unisight_core::{ModelSpec, Projection};
 use unisight_model::{UnifiedModel, Weights, PROJECTION_KEY};
 
+use super::record::{write_json, RunState};
 use super::setup::{bank_weights, Bank};
-use super::{write_json, RunState};
 use crate::config::TrainConfig;
 use crate::network::Network;
 use crate::plan::TrainingSet;
