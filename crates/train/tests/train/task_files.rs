@@ -27,13 +27,35 @@ fn shipped_task_files_parse() {
         }
     }
     assert!(n >= 5, "{n} task files");
-    // every shipped sweep grid gives task files that load, point by point
-    let grid = unisight_train::sweep::Grid::load(&dir.join("sweeps/task-subsets.toml")).unwrap();
-    let points = grid.points();
-    assert_eq!(points.len(), 15, "every non-empty subset of four tasks");
-    for point in points {
-        let config = TrainConfig::load_with_overrides(&dir.join("unified-four.toml"), None, &point)
-            .unwrap_or_else(|e| panic!("{point:?}: {e}"));
-        assert!(!config.tasks.is_empty() && config.tasks.len() <= 4);
+    // every shipped sweep grid gives task files that load, point by point (the task subsets
+    // over the four-task file, the recipe levers over the recipe)
+    let grids = dir.join("sweeps");
+    let mut grids_read = 0;
+    for entry in std::fs::read_dir(&grids).unwrap() {
+        let path = entry.unwrap().path();
+        let grid = unisight_train::sweep::Grid::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let subsets = path.ends_with("task-subsets.toml");
+        let base = dir.join(if subsets {
+            "unified-four.toml"
+        } else {
+            "unified-binary.toml"
+        });
+        let points = grid.points();
+        if subsets {
+            assert_eq!(points.len(), 15, "every non-empty subset of four tasks");
+        }
+        for point in &points {
+            let config = TrainConfig::load_with_overrides(&base, None, point)
+                .unwrap_or_else(|e| panic!("{}: {point:?}: {e}", path.display()));
+            assert!(!config.tasks.is_empty() && config.tasks.len() <= 4);
+        }
+        if path.ends_with("map-temperature.toml") {
+            let last =
+                TrainConfig::load_with_overrides(&base, None, points.last().unwrap()).unwrap();
+            let temperatures: Vec<Option<f64>> = last.tasks.iter().map(|t| t.temperature).collect();
+            assert_eq!(temperatures, [None, Some(0.1), Some(0.1)]);
+        }
+        grids_read += 1;
     }
+    assert!(grids_read >= 3, "{grids_read} sweep grids");
 }
