@@ -234,6 +234,33 @@ proxy_budget = 4
         assert_eq!(c.train.temperature, 0.05);
     }
 
+    /// A run's resume fingerprint hashes its serialised config: a setting added later must be
+    /// left out at its default, or every checkpoint of an earlier build refuses to resume.
+    #[test]
+    fn settings_at_their_defaults_are_not_serialised() {
+        let c = load(GOOD).unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        for later in [
+            "front_precision",
+            "validation_metric",
+            "\"temperature\":null",
+            "proxy_init",
+            "distill",
+        ] {
+            assert!(!json.contains(later), "`{later}` serialised: {json}");
+        }
+        let c = load(&GOOD.replace(
+            "steps = 10",
+            "steps = 10\nvalidation_metric = \"recall-and-map\"",
+        ))
+        .unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(
+            json.contains("\"validation_metric\":\"recall-and-map\""),
+            "{json}"
+        );
+    }
+
     #[test]
     fn errors_name_the_key() {
         let err = |text: &str| load(text).unwrap_err().to_string();

@@ -70,6 +70,7 @@ pub struct OptimConfig {
     /// Which model the run writes: the one with the best validation score, or the last.
     pub keep: KeepModel,
     /// What the validation score counts: R@1 alone, or R@1 and MAP@R (float and bits each).
+    #[serde(skip_serializing_if = "ValidationMetric::is_recall")]
     pub validation_metric: ValidationMetric,
     /// Stop early after this many validation runs in a row without a better score (none: run
     /// every step).
@@ -109,6 +110,14 @@ pub enum ValidationMetric {
     /// of the whole class, for products whose users look past the first result (a step can
     /// gain MAP@R while its R@1 stands still).
     RecallAndMap,
+}
+
+impl ValidationMetric {
+    /// The default, left out where a config is serialised (a run's resume fingerprint), so
+    /// runs of builds before this setting existed still resume.
+    pub fn is_recall(&self) -> bool {
+        *self == ValidationMetric::Recall
+    }
 }
 
 impl Default for OptimConfig {

@@ -30,6 +30,7 @@ pub struct TaskConfig {
     /// Temperature of this task's proxy softmax (default: `train.temperature`). A task whose
     /// users look past the first result (MAP@R) may want softer targets than one judged at R@1:
     /// a softer softmax keeps pulling images towards their proxy after they are classified.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// Sampling share, split over its sources (overrides dataset shares where given).
     pub share: Option<f64>,
@@ -46,10 +47,12 @@ pub struct TaskConfig {
     /// training starts from) of its images there, e.g. the catalog images of a store-photo ->
     /// catalog task, so training pulls the photos towards where the catalog already sits.
     /// Classes without an image there start at random.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub proxy_init: Option<String>,
     /// Distil a teacher model into this task: the unified model's neighbourhoods among the
     /// task's images in each batch are pulled towards the teacher's (a specialized model, or the
     /// unified model before a task was added), so what the teacher knew is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub distill: Option<DistillConfig>,
 }
 

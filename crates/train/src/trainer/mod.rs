@@ -142,6 +142,8 @@ pub fn train(config: &TrainConfig, options: &TrainOptions) -> Result<TrainReport
         (None, None) => unreachable!("checked in the config"),
     };
     let warmup = config.train.warmup_steps.unwrap_or(0).min(total_steps);
+    // settings added after a build must serialise to nothing at their defaults (the task
+    // crate's test `settings_at_their_defaults_are_not_serialised`), so its runs still resume
     let fingerprint = teachers.fingerprint(crc32c::crc32c(
         &serde_json::to_vec(&(config, set.images.len(), total_steps)).expect("config serialises"),
     ));

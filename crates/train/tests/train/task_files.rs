@@ -53,7 +53,7 @@ fn shipped_task_files_parse() {
             let last =
                 TrainConfig::load_with_overrides(&base, None, points.last().unwrap()).unwrap();
             let temperatures: Vec<Option<f64>> = last.tasks.iter().map(|t| t.temperature).collect();
-            assert_eq!(temperatures, [None, Some(0.1), Some(0.1)]);
+            assert_eq!(temperatures, [None, Some(0.2), Some(0.2)]);
         }
         grids_read += 1;
     }
