@@ -1,6 +1,7 @@
 //! Several models side by side (`unisight compare`): per task, each model's metrics over its
 //! seeds ([`OverSeeds`]) and its difference to a baseline with paired bootstrap intervals over
-//! the queries, from the per-query first-hit ranks the reports keep (no search again).
+//! the queries, from the per-query first-hit ranks and average precisions the reports keep (no
+//! search again).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -10,6 +11,7 @@ use unisight_core::atomic::atomic_write_bytes;
 
 use crate::bootstrap::{paired_difference, Interval};
 use crate::chart::line_chart;
+use crate::evaluate::ModeMetrics;
 use crate::report::{curve, file_safe, md_escape, Report, TaskReport};
 use crate::seeds::OverSeeds;
 use crate::{Error, Result};
@@ -51,6 +53,13 @@ pub struct CompareRow {
     pub vs_baseline_float: Option<Vec<Interval>>,
     /// Same, bits.
     pub vs_baseline_bits: Option<Vec<Interval>>,
+    /// Difference in MAP@R to the baseline, float (None for the baseline itself, or when a
+    /// report lacks per-query average precisions).
+    #[serde(default)]
+    pub map_at_r_vs_baseline_float: Option<Interval>,
+    /// Same, bits.
+    #[serde(default)]
+    pub map_at_r_vs_baseline_bits: Option<Interval>,
 }
 
 /// One task compared across models.
@@ -93,7 +102,8 @@ pub struct Comparison {
 
 /// Compares `entries` task by task (only the tasks named in `only_tasks`, when not empty);
 /// differences against `baseline` (an entry name; default the first) with paired bootstrap
-/// intervals over queries (a query's value is its hit averaged over the entry's seeds).
+/// intervals over queries (a query's value is its hit, or its average precision at R for MAP@R,
+/// averaged over the entry's seeds).
 ///
 /// # Errors
 /// [`Error::Input`] when an entry has no reports, the baseline is unknown, or two reports of a
@@ -208,7 +218,49 @@ pub fn compare(
                 })
                 .collect()
         };
+        // per entry and mode: each query's average precision at R averaged over seeds; None
+        // when a report was written before they were kept
+        let precisions = |reports: &[TaskReport], bits: bool| -> Option<Vec<f64>> {
+            let modes: Vec<&ModeMetrics> = reports
+                .iter()
+                .map(|t| {
+                    if bits {
+                        &t.metrics.bits
+                    } else {
+                        &t.metrics.float
+                    }
+                })
+                .collect();
+            if modes
+                .iter()
+                .any(|m| m.average_precision.len() != reference.metrics.queries)
+            {
+                return None;
+            }
+            Some(
+                used.iter()
+                    .map(|&q| {
+                        modes
+                            .iter()
+                            .map(|m| f64::from(m.average_precision[q]))
+                            .sum::<f64>()
+                            / modes.len() as f64
+                    })
+                    .collect(),
+            )
+        };
         let base = present.iter().find(|(n, _)| *n == baseline);
+        if base.is_some()
+            && present
+                .iter()
+                .any(|(_, reports)| precisions(reports, false).is_none())
+        {
+            notes.push(
+                "no MAP@R differences: a report lacks per-query average precisions (written \
+                 by an older build; `unisight eval` again writes them)"
+                    .into(),
+            );
+        }
         let mut rows = Vec::new();
         for (name, reports) in &present {
             let summary = |bits: bool| -> SeedSummary {
@@ -264,6 +316,19 @@ pub fn compare(
                         .collect(),
                 )
             };
+            let map_diff = |bits: bool| -> Option<Interval> {
+                let (base_name, base_reports) = base?;
+                if base_name == name {
+                    return None;
+                }
+                Some(paired_difference(
+                    &precisions(reports, bits)?,
+                    &precisions(base_reports, bits)?,
+                    resamples,
+                    level,
+                    seed,
+                ))
+            };
             rows.push(CompareRow {
                 name: name.clone(),
                 seeds: reports.len(),
@@ -273,6 +338,8 @@ pub fn compare(
                 curve_bits: mean_curve(true),
                 vs_baseline_float: diffs(false),
                 vs_baseline_bits: diffs(true),
+                map_at_r_vs_baseline_float: map_diff(false),
+                map_at_r_vs_baseline_bits: map_diff(true),
             });
         }
         if base.is_none() {
@@ -301,7 +368,8 @@ pub fn compare(
 
 impl Comparison {
     /// Markdown tables, one per task: Recall@k and MAP@R over seeds ([`OverSeeds::cell`]), the best of
-    /// each column in bold, and the Recall@1 difference to the baseline with its interval.
+    /// each column in bold, and the Recall@1 and MAP@R differences to the baseline with their
+    /// intervals.
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
         for t in &self.tasks {
@@ -314,10 +382,11 @@ impl Comparison {
             }
             let _ = write!(
                 header,
-                " MAP@R float | MAP@R bits | R@1 float vs {b} | R@1 bits vs {b} |",
+                " MAP@R float | MAP@R bits | R@1 float vs {b} | R@1 bits vs {b} | \
+                 MAP@R float vs {b} | MAP@R bits vs {b} |",
                 b = self.baseline
             );
-            rule.push_str("---:|---:|---|---|");
+            rule.push_str("---:|---:|---|---|---|---|");
             let _ = writeln!(md, "{header}\n{rule}");
             // columns: (k index or MAP, bits?)
             let value = |r: &CompareRow, col: Option<usize>, bits: bool| -> OverSeeds {
@@ -350,8 +419,13 @@ impl Comparison {
                         }
                     }
                 }
-                for diffs in [&r.vs_baseline_float, &r.vs_baseline_bits] {
-                    match diffs.as_ref().and_then(|d| d.first()) {
+                for diff in [
+                    r.vs_baseline_float.as_ref().and_then(|d| d.first()),
+                    r.vs_baseline_bits.as_ref().and_then(|d| d.first()),
+                    r.map_at_r_vs_baseline_float.as_ref(),
+                    r.map_at_r_vs_baseline_bits.as_ref(),
+                ] {
+                    match diff {
                         Some(i) => {
                             let _ = write!(
                                 line,

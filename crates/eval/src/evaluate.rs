@@ -80,6 +80,11 @@ pub struct ModeMetrics {
     /// Per query (in query order): rank (1-based) of the first correct result within the
     /// search depth, 0 when none; the unit that paired bootstrap comparisons resample.
     pub first_hit: Vec<u32>,
+    /// Per query (in query order): its average precision at R, the term MAP@R averages (0 for
+    /// a query without a match), so that comparisons can pair MAP@R too. Empty in reports of
+    /// builds before it was kept.
+    #[serde(default)]
+    pub average_precision: Vec<f32>,
 }
 
 /// Recall@1 of one label's queries.
@@ -325,6 +330,10 @@ pub fn evaluate(
             nmi,
             curve,
             first_hit: outcomes.iter().map(|o| o.first_hit).collect(),
+            average_precision: outcomes
+                .iter()
+                .map(|o| o.average_precision as f32)
+                .collect(),
         }
     };
     let float_row = |q: usize| queries.embeddings[q * dim..(q + 1) * dim].to_vec();
@@ -446,6 +455,7 @@ mod tests {
         assert_eq!(m.float.precision, vec![0.5, 0.5]);
         // MAP@R: q0 R=2, both correct -> 1; q1 R=1, first result wrong -> 0
         assert!((m.float.map_at_r - 0.5).abs() < 1e-12);
+        assert_eq!(m.float.average_precision, vec![1.0, 0.0]);
         assert_eq!(m.float.curve, vec![0.5, 0.5, 1.0]);
         assert_eq!(m.per_class[0].label, 1);
         assert_eq!(m.per_class[0].recall_at_1_float, 0.0);

@@ -515,6 +515,23 @@ mod tests {
             "{}",
             c.to_markdown()
         );
+        // MAP@R (R = 1 here): good 1, 1, 0 over the queries, bad 0, 0, 1
+        let m = t.rows[1].map_at_r_vs_baseline_float.unwrap();
+        assert!((m.mean - 1.0 / 3.0).abs() < 1e-6, "{m:?}");
+        assert!(t.rows[0].map_at_r_vs_baseline_float.is_none());
+        assert!(c.to_markdown().contains("MAP@R bits vs bad"));
+        // a report of an older build, without per-query average precisions: no MAP@R
+        // difference, and a note that says why
+        let mut old = entries.clone();
+        old[0].reports[0].tasks[0]
+            .metrics
+            .float
+            .average_precision
+            .clear();
+        let c = compare(&old, &[], None, 10, 0.95, 1).unwrap();
+        assert!(c.tasks[0].rows[1].map_at_r_vs_baseline_float.is_none());
+        assert!(c.tasks[0].rows[1].vs_baseline_float.is_some());
+        assert!(c.tasks[0].notes.iter().any(|n| n.contains("older build")));
         let only = compare(&entries, &["t".into()], Some("good"), 10, 0.95, 1).unwrap();
         assert!(only.tasks[0].rows[1].vs_baseline_float.is_none());
         let err = compare(&entries, &["nope".into()], None, 10, 0.95, 1).unwrap_err();
